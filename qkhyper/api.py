@@ -1,0 +1,79 @@
+"""The Python API behind the CLI: what `qkhyper serve` and `qkhyper check` do.
+
+Tests and embedding programs call these directly; the CLI only parses flags
+and turns `QkhyperError` into one line and an exit code.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from typing import TextIO
+
+import trio
+
+from .config.model import Settings
+from .errors import QkhyperError
+from .loader import load_app
+from .logs import LabelWriter, configure, format_table
+from .supervisor.plan import make_plan
+from .supervisor.run import supervise
+
+
+def serve(
+    settings: Settings,
+    names: Sequence[str] = (),
+    *,
+    exclude: Sequence[str] = (),
+    aio: bool = False,
+    port: int | None = None,
+    workers: int | None = None,
+    stream: TextIO | None = None,
+    debug: bool = False,
+) -> int:
+    """Serve the selected apps until SIGINT/SIGTERM; return the exit code.
+
+    Raises:
+        QkhyperError: usage and config errors (exit 2), start failures (exit 1).
+    """
+    plan = make_plan(settings, names, exclude=exclude, aio=aio, port=port, workers=workers)
+    writer = LabelWriter(stream or sys.stderr, [unit.label for unit in plan.units])
+    configure(writer, debug)
+    try:
+        return trio.run(supervise, plan, writer)
+    except BaseExceptionGroup as group:
+        raise first_error(group) from None
+
+
+def first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The one error worth reporting from a nursery's exception group."""
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            exc = first_error(exc)
+        if isinstance(exc, QkhyperError):
+            return exc
+    return group
+
+
+def check(settings: Settings, stream: TextIO | None = None) -> int:
+    """Print the resolved plan and import every app; 0 when all import.
+
+    Raises:
+        QkhyperError: naming the first app that fails to import (exit 1), or a
+            usage problem such as a missing backend (exit 2).
+    """
+    out = stream or sys.stdout
+    qk = settings.qkhyper
+    make_plan(settings)  # the same checks `serve` makes before it binds anything
+    out.write(f"config:  {settings.source}\n")
+    out.write(f"backend: {qk.backend} (worker class {qk.worker_class}), host {qk.host}\n")
+    rows = [("app", "prefix", "port", "workers", "target")]
+    for spec in qk.apps:
+        port = str(spec.port) if spec.port else "auto"
+        rows.append((spec.name, "/" + spec.prefix, port, str(spec.workers), spec.app))
+    for line in format_table(rows):
+        out.write(line + "\n")
+    for spec in qk.apps:
+        load_app(spec.name, spec.app, settings.base_dir)
+    out.write(f"ok: {len(qk.apps)} app(s) import\n")
+    return 0

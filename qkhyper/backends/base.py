@@ -1,0 +1,34 @@
+"""What a backend is: a function that serves one ASGI app on an inherited socket.
+
+Backends are imported lazily by name (`BACKENDS`), the way Hypercorn picks its
+worker: a child only imports the server it runs.
+"""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from ..asgi.types import ASGIApp
+
+
+@dataclass(frozen=True, slots=True)
+class ServerOptions:
+    worker_class: str
+    hypercorn: dict[str, Any]  # validated top-level keys of hypercorn.toml
+
+    @property
+    def graceful_timeout(self) -> float:
+        return float(self.hypercorn.get("graceful_timeout", 3.0))
+
+
+class Backend(Protocol):
+    def __call__(self, app: ASGIApp, sock: socket.socket, options: ServerOptions) -> bool:
+        """Serve until SIGTERM, draining for `graceful_timeout`.
+
+        Returns False when the app's lifespan startup failed (already reported
+        to the supervisor by the host app), True after a normal shutdown.
+        SIGTERM is the only stop request: SIGINT is ignored in children.
+        """
+        ...

@@ -1,0 +1,69 @@
+"""Serving with Hypercorn on a socket the supervisor bound (`fd://`)."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import socket
+from collections.abc import Callable
+
+from hypercorn.config import Config
+from hypercorn.utils import LifespanFailureError
+
+from ..asgi.types import ASGIApp
+from . import resolve_worker_class
+from .base import ServerOptions
+
+
+def make_config(sock: socket.socket, options: ServerOptions) -> Config:
+    config = Config.from_mapping(options.hypercorn)
+    config.bind = [f"fd://{sock.fileno()}"]
+    return config
+
+
+def serve(app: ASGIApp, sock: socket.socket, options: ServerOptions) -> bool:
+    config = make_config(sock, options)
+    worker_class = resolve_worker_class(options.worker_class)
+    try:
+        if worker_class == "trio":
+            _serve_trio(app, config)
+        else:
+            _serve_asyncio(app, config, _loop_factory(worker_class))
+    except LifespanFailureError:
+        return False
+    return True
+
+
+def _loop_factory(worker_class: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    if worker_class == "uvloop":
+        import uvloop
+
+        return uvloop.new_event_loop
+    return None
+
+
+def _serve_asyncio(app: ASGIApp, config: Config, loop_factory: Callable[[], asyncio.AbstractEventLoop] | None) -> None:
+    from hypercorn.asyncio import serve as hypercorn_serve
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+        await hypercorn_serve(app, config, shutdown_trigger=stop.wait, mode="asgi")  # type: ignore[arg-type]
+
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        runner.run(main())
+
+
+def _serve_trio(app: ASGIApp, config: Config) -> None:
+    import trio
+    from hypercorn.trio import serve as hypercorn_serve
+
+    async def sigterm() -> None:
+        with trio.open_signal_receiver(signal.SIGTERM) as signals:
+            async for _ in signals:
+                return
+
+    async def main() -> None:
+        await hypercorn_serve(app, config, shutdown_trigger=sigterm, mode="asgi")  # type: ignore[arg-type]
+
+    trio.run(main)

@@ -1,0 +1,61 @@
+"""Serving with uvicorn (the optional extra) on a socket the supervisor bound.
+
+uvicorn's `Server` installs SIGINT/SIGTERM handlers of its own; qkhyper
+children must leave SIGINT to the supervisor, so `capture_signals` is replaced
+and SIGTERM alone asks for the graceful shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import socket
+from collections.abc import Generator
+from typing import Any
+
+import uvicorn
+
+from ..asgi.types import ASGIApp
+from . import resolve_worker_class
+from .base import ServerOptions
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, self._stop)
+        yield
+
+    def _stop(self) -> None:
+        self.should_exit = True
+
+
+def make_config(app: ASGIApp, options: ServerOptions) -> uvicorn.Config:
+    """Translate the Hypercorn keys that have a uvicorn twin."""
+    hc: dict[str, Any] = options.hypercorn
+    kwargs: dict[str, Any] = {
+        "lifespan": "on",
+        "proxy_headers": False,  # qkhyper's own middleware handles them, for both backends
+        "timeout_graceful_shutdown": options.graceful_timeout,
+        "timeout_keep_alive": int(hc.get("keep_alive_timeout", 5)),
+        "access_log": hc.get("accesslog") is not None,
+        "log_level": str(hc.get("loglevel", "info")).lower(),
+        "root_path": hc.get("root_path", ""),
+        "server_header": hc.get("include_server_header", True),
+        "date_header": hc.get("include_date_header", True),
+        "loop": "uvloop" if resolve_worker_class(options.worker_class) == "uvloop" else "asyncio",
+    }
+    if "backlog" in hc:
+        kwargs["backlog"] = hc["backlog"]
+    if "websocket_max_message_size" in hc:
+        kwargs["ws_max_size"] = hc["websocket_max_message_size"]
+    return uvicorn.Config(app, **kwargs)
+
+
+def serve(app: ASGIApp, sock: socket.socket, options: ServerOptions) -> bool:
+    config = make_config(app, options)
+    server = _Server(config)
+    with asyncio.Runner(loop_factory=config.get_loop_factory()) as runner:
+        runner.run(server.serve(sockets=[sock]))
+    return server.started

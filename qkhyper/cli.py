@@ -1,0 +1,106 @@
+"""The `qkhyper` command line: parse, build settings, call `qkhyper.api`.
+
+Nothing else happens here. Errors become one line on stderr and an exit code
+(2 for usage and config mistakes, 1 for run-time failures); `--debug` adds the
+traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+from collections.abc import Sequence
+from typing import Any
+
+from . import __version__, api
+from .config import load_settings
+from .config.model import BACKENDS, WORKER_CLASSES
+from .errors import QkhyperError
+
+EPILOG = "Config lookup: --config, then $QKHYPER_CONFIG, then ./hypercorn.toml, then the bundled demo."
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", metavar="PATH", help="config file (default: see lookup order below)")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors (default: off)")
+
+
+def _add_serve(sub: Any, name: str, aliases: list[str], aio: bool, help_text: str) -> None:
+    parser = sub.add_parser(name, aliases=aliases, help=help_text, description=help_text, epilog=EPILOG)
+    parser.add_argument("apps", nargs="*", metavar="APP", help="apps to serve (default: every app in the config)")
+    parser.add_argument(
+        "--aio",
+        action="store_true",
+        default=aio,
+        help=f"all selected apps in one process under /PREFIX (default: {'on' if aio else 'off'})",
+    )
+    parser.add_argument(
+        "--exclude", nargs="+", action="extend", default=[], metavar="NAME", help="apps to leave out (repeatable)"
+    )
+    parser.add_argument("--host", help="address to bind (default: [qkhyper] host, 127.0.0.1)")
+    parser.add_argument(
+        "--port",
+        type=int,
+        help="port for the one app, or for --aio (default: the app's port; --aio: 8000)",
+    )
+    parser.add_argument("--workers", type=int, metavar="N", help="workers per app (default: the app's workers, 1)")
+    parser.add_argument("--backend", choices=BACKENDS, help="server (default: [qkhyper] backend, hypercorn)")
+    parser.add_argument(
+        "--worker-class",
+        choices=WORKER_CLASSES,
+        help="event loop (default: [qkhyper] worker_class, uvloop)",
+    )
+    _common(parser)
+    parser.set_defaults(command="serve")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="qkhyper", description="Run a handful of ASGI apps, supervised, behind one gateway.", epilog=EPILOG
+    )
+    parser.add_argument("--version", action="version", version=f"qkhyper {__version__}")
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    _add_serve(sub, "serve", ["runserver"], False, "serve apps, each in its own supervised processes")
+    _add_serve(sub, "runserver-aio", [], True, "serve all apps in one process (same as: serve --aio)")
+    check = sub.add_parser("check", help="validate the config, import every app, print the plan", epilog=EPILOG)
+    _common(check)
+    check.set_defaults(command="check")
+    return parser
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    names = {"host": "host", "backend": "backend", "worker_class": "worker_class"}
+    return {key: getattr(args, attr) for key, attr in names.items() if getattr(args, attr, None) is not None}
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config, overrides=_overrides(args))
+    if args.command == "check":
+        return api.check(settings)
+    return api.serve(
+        settings,
+        args.apps,
+        exclude=args.exclude,
+        aio=args.aio,
+        port=args.port,
+        workers=args.workers,
+        debug=args.debug,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse has printed its usage line
+        return int(exc.code or 0)
+    try:
+        return run(args)
+    except QkhyperError as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"qkhyper: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 1

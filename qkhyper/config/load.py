@@ -1,0 +1,337 @@
+"""Finding, reading and validating `hypercorn.toml`.
+
+Precedence is CLI > environment (`QKHYPER_<KEY>`) > file > defaults. Every key
+is checked: Hypercorn's own `Config.from_mapping` accepts a misspelled key
+silently (it `setattr`s and swallows `AttributeError`), so the top-level keys
+are checked against `hypercorn.config.Config` here instead.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import re
+import tomllib
+import typing
+from collections.abc import Mapping
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError, UsageError
+from .model import (
+    BACKENDS,
+    DOCS_ASSETS,
+    WORKER_CLASSES,
+    AppSpec,
+    GatewaySettings,
+    QkhyperSettings,
+    Settings,
+    StaticSettings,
+)
+
+CONFIG_ENV = "QKHYPER_CONFIG"
+DEFAULT_NAME = "hypercorn.toml"
+DEMO_CONFIG = Path(__file__).resolve().parent.parent / "demo" / "hypercorn.toml"
+
+# Hypercorn keys qkhyper decides itself, with where the user should say it instead.
+MANAGED_HYPERCORN_KEYS = {
+    "bind": "set `port` in [[qkhyper.apps]] (or --port)",
+    "insecure_bind": "set `port` in [[qkhyper.apps]] (or --port)",
+    "quic_bind": "QUIC is not supported by qkhyper",
+    "workers": "set `workers` in [[qkhyper.apps]] (or --workers)",
+    "worker_class": "set `worker_class` in [qkhyper] (or --worker-class)",
+    "use_reloader": "use `qkhyper serve --reload`",
+    "daemon": "run qkhyper under a service manager instead",
+    "pid_path": "qkhyper prints the pids in its ready table",
+}
+_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
+_SEGMENT_RE = re.compile(r"^[A-Za-z0-9_~!$&'()*+,;=:@-][A-Za-z0-9_.~!$&'()*+,;=:@-]*$")
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def find_config(explicit: str | None, env: Mapping[str, str]) -> tuple[Path, bool]:
+    """Return the config file to read and whether it is the bundled demo."""
+    chosen = explicit or env.get(CONFIG_ENV)
+    if chosen:
+        path = Path(chosen)
+        if not path.is_file():
+            origin = "--config" if explicit else f"${CONFIG_ENV}"
+            raise UsageError(f"config file not found: {chosen} (from {origin})")
+        return path.resolve(), False
+    local = Path.cwd() / DEFAULT_NAME
+    if local.is_file():
+        return local.resolve(), False
+    return DEMO_CONFIG, True
+
+
+def load_settings(
+    config: str | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Read and validate the configuration.
+
+    Args:
+        config: the `--config` value, if any.
+        env: the environment to read `QKHYPER_*` from (default: `os.environ`).
+        overrides: CLI values for `[qkhyper]` keys; nested tables as dicts,
+            e.g. `{"backend": "uvicorn", "gateway": {"port": 9000}}`.
+
+    Raises:
+        ConfigError: for any unknown key, wrong type or inconsistent value.
+        UsageError: when the named config file does not exist.
+    """
+    env = os.environ if env is None else env
+    path, is_demo = find_config(config, env)
+    data = _read_toml(path)
+    table = data.pop("qkhyper", {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: `qkhyper` must be a table")
+    merged = _deep_merge(_deep_merge(table, _env_layer(env)), dict(overrides or {}))
+    qk = _check_qkhyper(_build(QkhyperSettings, merged, "qkhyper"))
+    base_dir = Path.cwd() if is_demo else path.parent
+    source = "bundled demo" if is_demo else str(path)
+    return Settings(qkhyper=qk, hypercorn=check_hypercorn_keys(data), base_dir=base_dir, source=source)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as file:
+            return tomllib.load(file)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read config {path}: {exc.strerror}") from None
+
+
+def _deep_merge(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def did_you_mean(key: str, known: typing.Iterable[str]) -> str:
+    match = difflib.get_close_matches(key, list(known), n=1, cutoff=0.6)
+    return f" (did you mean {match[0]!r}?)" if match else ""
+
+
+def _unknown(key: str, where: str, known: typing.Iterable[str]) -> ConfigError:
+    return ConfigError(f"unknown key {key!r} in [{where}]{did_you_mean(key, known)}")
+
+
+@cache
+def _hints(cls: Any) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _build(cls: type[Any], values: Mapping[str, Any], where: str) -> Any:
+    """Make a settings dataclass from a TOML table, naming any bad key."""
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"[{where}] must be a table, got {type(values).__name__}")
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in values.items():
+        if key not in names:
+            raise _unknown(key, where, names)
+        kwargs[key] = _coerce(value, _hints(cls)[key], f"{where}.{key}")
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:  # a required field is missing
+        missing = str(exc).split("argument")[-1].strip(": ")
+        raise ConfigError(f"[{where}] is missing required key {missing}") from None
+
+
+_TABLES: dict[Any, type] = {
+    GatewaySettings: GatewaySettings,
+    StaticSettings: StaticSettings,
+}
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    if tp in _TABLES:
+        return _build(tp, value, key)
+    if origin is list and typing.get_args(tp) == (AppSpec,):
+        if not isinstance(value, list):
+            raise _wrong_type(key, "an array of tables ([[qkhyper.apps]])", value)
+        return [_build(AppSpec, item, f"{key}[{i}]") for i, item in enumerate(value)]
+    if origin is list:
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise _wrong_type(key, "a list of strings", value)
+        return list(value)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise _wrong_type(key, "a table", value)
+        return {k: _coerce(v, typing.get_args(tp)[1], f"{key}.{k}") for k, v in value.items()}
+    return _scalar(value, tp, key)
+
+
+def _scalar(value: Any, tp: Any, key: str) -> Any:
+    if tp is bool and isinstance(value, bool):
+        return value
+    if tp is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if tp is str and isinstance(value, str):
+        return value
+    raise _wrong_type(key, f"a {'number' if tp is float else tp.__name__}", value)
+
+
+def _wrong_type(key: str, expected: str, value: Any) -> ConfigError:
+    return ConfigError(f"{key} must be {expected}, got {value!r}")
+
+
+def _env_names() -> dict[str, tuple[str, ...]]:
+    """Map every `QKHYPER_*` variable to the settings path it sets."""
+    names: dict[str, tuple[str, ...]] = {}
+    for field in dataclasses.fields(QkhyperSettings):
+        tp = _hints(QkhyperSettings)[field.name]
+        if tp in _TABLES:
+            for sub in dataclasses.fields(tp):
+                names[f"QKHYPER_{field.name}_{sub.name}".upper()] = (field.name, sub.name)
+        elif field.name != "apps":
+            names[f"QKHYPER_{field.name}".upper()] = (field.name,)
+    return names
+
+
+def _env_layer(env: Mapping[str, str]) -> dict[str, Any]:
+    names = _env_names()
+    layer: dict[str, Any] = {}
+    for var, text in env.items():
+        if not var.startswith("QKHYPER_") or var == CONFIG_ENV:
+            continue
+        if var not in names:
+            raise ConfigError(f"unknown environment variable {var}{did_you_mean(var, names)}")
+        path = names[var]
+        owner: type = QkhyperSettings if len(path) == 1 else _hints(QkhyperSettings)[path[0]]
+        value = _from_text(text, _hints(owner)[path[-1]], var)
+        target = layer
+        for part in path[:-1]:
+            target = target.setdefault(part, {})
+        target[path[-1]] = value
+    return layer
+
+
+def _from_text(text: str, tp: Any, name: str) -> Any:
+    """Parse an environment value by the type of the key it sets."""
+    try:
+        if tp is bool:
+            if text.lower() in _TRUE | _FALSE:
+                return text.lower() in _TRUE
+            raise ValueError
+        if tp in (int, float):
+            return tp(text)
+    except ValueError:
+        raise ConfigError(f"{name} must be a {'number' if tp is float else tp.__name__}, got {text!r}") from None
+    if typing.get_origin(tp) is list:
+        return [part.strip() for part in text.split(",") if part.strip()]
+    if typing.get_origin(tp) is dict:
+        raise ConfigError(f"{name} cannot be set from the environment; use the config file")
+    return text
+
+
+def _check_qkhyper(qk: QkhyperSettings) -> QkhyperSettings:
+    _one_of("qkhyper.backend", qk.backend, BACKENDS)
+    _one_of("qkhyper.worker_class", qk.worker_class, WORKER_CLASSES)
+    _one_of("qkhyper.docs_assets", qk.docs_assets, DOCS_ASSETS)
+    _check_port("qkhyper.gateway.port", qk.gateway.port)
+    _check_port("qkhyper.static.port", qk.static.port)
+    if qk.ready_timeout <= 0:
+        raise ConfigError("qkhyper.ready_timeout must be positive")
+    return dataclasses.replace(qk, apps=_check_apps(qk.apps))
+
+
+def _one_of(key: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{key} must be one of {', '.join(allowed)}, got {value!r}")
+
+
+def _check_port(key: str, port: int) -> None:
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"{key} must be a port number 0-65535, got {port}")
+
+
+def _check_apps(apps: list[AppSpec]) -> list[AppSpec]:
+    """Check every app and return them with normalised prefixes."""
+    seen: dict[str, dict[Any, str]] = {"name": {}, "prefix": {}, "port": {}}
+    checked = []
+    for i, spec in enumerate(apps):
+        where = f"qkhyper.apps[{i}]"
+        if not _NAME_RE.match(spec.name):
+            raise ConfigError(f"{where}.name {spec.name!r} may only use letters, digits, '_', '.', '-'")
+        if ":" not in spec.app:
+            raise ConfigError(f"{where}.app {spec.app!r} must look like 'module:attribute'")
+        spec = dataclasses.replace(spec, prefix=normalize_prefix(spec.prefix or spec.name, f"{where}.prefix"))
+        _check_port(f"{where}.port", spec.port)
+        if spec.workers < 1:
+            raise ConfigError(f"{where}.workers must be at least 1, got {spec.workers}")
+        for attr in ("name", "prefix", "port"):
+            value = getattr(spec, attr)
+            if attr == "port" and value == 0:
+                continue
+            if value in seen[attr]:
+                raise ConfigError(f"duplicate {attr} {value!r}: apps {seen[attr][value]!r} and {spec.name!r}")
+            seen[attr][value] = spec.name
+        checked.append(spec)
+    return checked
+
+
+def normalize_prefix(prefix: str, key: str) -> str:
+    """Return a prefix without slashes around it, or raise naming the key."""
+    stripped = prefix.strip("/")
+    segments = stripped.split("/")
+    if not stripped or not all(_SEGMENT_RE.match(s) for s in segments):
+        raise ConfigError(f"{key} {prefix!r} must be one or more URL path segments like 'users' or 'api/v1'")
+    return stripped
+
+
+@cache
+def _hypercorn_keys() -> dict[str, Any]:
+    """The settable keys of `hypercorn.config.Config`, with their defaults."""
+    from hypercorn.config import Config
+
+    keys: dict[str, Any] = {}
+    for name, value in vars(Config).items():
+        if name.startswith("_"):
+            continue
+        if isinstance(value, property):
+            if value.fset is not None:
+                keys[name] = None
+        elif not callable(value) and not isinstance(value, classmethod):
+            keys[name] = value
+    return keys
+
+
+def check_hypercorn_keys(data: Mapping[str, Any]) -> dict[str, Any]:
+    """Validate the top-level (Hypercorn) keys: known, not managed, right type."""
+    known = _hypercorn_keys()
+    for key, value in data.items():
+        if key in MANAGED_HYPERCORN_KEYS:
+            raise ConfigError(f"{key!r} is managed by qkhyper: {MANAGED_HYPERCORN_KEYS[key]}")
+        if key not in known:
+            hint = did_you_mean(key, [*known, "qkhyper"])
+            raise ConfigError(f"unknown key {key!r} at the top level (not a Hypercorn setting){hint}")
+        _check_hypercorn_type(key, value, known[key])
+    return dict(data)
+
+
+def _check_hypercorn_type(key: str, value: Any, default: Any) -> None:
+    if default is None or isinstance(value, type(default)):
+        if not (isinstance(value, bool) and not isinstance(default, bool) and default is not None):
+            return
+    if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+        return
+    if isinstance(default, list) and isinstance(value, str):
+        return
+    raise _wrong_type(key, f"a {type(default).__name__}", value)

@@ -1,0 +1,94 @@
+"""The settings model: every table of `hypercorn.toml` as a frozen dataclass.
+
+The field list of each class *is* the schema: the loader checks keys against
+`dataclasses.fields()`, converts values by the field's declared type and builds
+the environment names from the field names, so a key is spelled once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+BACKENDS = ("hypercorn", "uvicorn")
+WORKER_CLASSES = ("asyncio", "uvloop", "trio")
+DOCS_ASSETS = ("local", "cdn")
+
+
+@dataclass(frozen=True, slots=True)
+class AppSpec:
+    """One `[[qkhyper.apps]]` entry."""
+
+    name: str
+    app: str
+    prefix: str = ""
+    port: int = 0
+    workers: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class GatewaySettings:
+    """`[qkhyper.gateway]`: read and validated now, used by `qkhyper gateway`."""
+
+    port: int = 8000
+    default_upstream: str = "127.0.0.1"
+    add_slashes: bool = False
+    fastapi_redirect: bool = False
+    upstreams: dict[str, list[str]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class StaticSettings:
+    """`[qkhyper.static]`: read and validated now, used by `qkhyper static`."""
+
+    port: int = 8080
+    root: str = "./static"
+    api_prefix: str = "/api"
+    api_target: str = "http://127.0.0.1:8000"
+
+
+@dataclass(frozen=True, slots=True)
+class QkhyperSettings:
+    """`[qkhyper]`: how apps are served."""
+
+    host: str = "127.0.0.1"
+    backend: str = "hypercorn"
+    worker_class: str = "uvloop"
+    port_map: str = ".qkhyper/ports.json"
+    docs_assets: str = "local"
+    # Peers whose X-Forwarded-* headers are believed (SPEC §3). "*" trusts all.
+    forwarded_allow_ips: list[str] = field(default_factory=lambda: ["127.0.0.1", "::1"])
+    # Seconds a child may take to import its app and finish lifespan startup.
+    ready_timeout: float = 60.0
+    apps: list[AppSpec] = field(default_factory=list)
+    gateway: GatewaySettings = field(default_factory=GatewaySettings)
+    static: StaticSettings = field(default_factory=StaticSettings)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """A loaded, validated configuration.
+
+    `hypercorn` holds the top-level keys of the file, already checked against
+    `hypercorn.config.Config`; they are applied to every app server.
+    `base_dir` is where relative module paths and files resolve.
+    """
+
+    qkhyper: QkhyperSettings
+    hypercorn: dict[str, Any]
+    base_dir: Path
+    source: str  # the file the settings came from, or "bundled demo"
+
+    @property
+    def graceful_timeout(self) -> float:
+        return float(self.hypercorn.get("graceful_timeout", 3.0))
+
+    def app(self, name: str) -> AppSpec:
+        for spec in self.qkhyper.apps:
+            if spec.name == name:
+                return spec
+        raise KeyError(name)
+
+    def port_map_path(self) -> Path:
+        return self.base_dir / self.qkhyper.port_map

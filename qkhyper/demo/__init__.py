@@ -1,0 +1,1 @@
+"""The bundled demo: two FastAPI services that `qkhyper serve` runs on a fresh clone."""

@@ -1,0 +1,118 @@
+"""A worker process: `python -m qkhyper.supervisor.child SPEC_JSON FD READY_FD LIFELINE_FD`.
+
+The supervisor bound the socket (FD) and holds the only write end of the
+lifeline pipe; when the supervisor dies, even by SIGKILL, the read end here
+sees EOF and the worker stops (`PR_SET_PDEATHSIG` is not used: it fires when
+the forking *thread* exits, and trio forks from short-lived worker threads).
+READY_FD carries one JSON line to the supervisor: `{"ready": pid}` once every
+app's lifespan startup has finished, or `{"error": "..."}`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+
+from ..asgi.host import HostApp, make_mounts
+from ..asgi.proxy_headers import ProxyHeadersMiddleware, TrustedPeers
+from ..asgi.types import ASGIApp
+from ..backends import ServerOptions, get_backend
+from ..errors import QkhyperError
+from ..loader import load_app
+from .plan import ChildSpec
+
+# After the supervisor vanished: time left for a graceful stop before exiting hard.
+ORPHAN_GRACE = 1.5
+
+
+class Reporter:
+    """Writes the one readiness message to the supervisor."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd: int | None = fd
+
+    def send(self, **message: object) -> None:
+        if self.fd is None:
+            return
+        try:
+            os.write(self.fd, json.dumps(message).encode() + b"\n")
+            os.close(self.fd)
+        except OSError:
+            pass  # the supervisor is gone; the lifeline will stop us
+        self.fd = None
+
+
+def watch_lifeline(fd: int) -> None:
+    """Stop this worker when the supervisor's end of the lifeline closes."""
+
+    def watch() -> None:
+        while True:
+            try:
+                if os.read(fd, 64) == b"":
+                    break
+            except InterruptedError:
+                continue
+            except OSError:
+                break
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(ORPHAN_GRACE)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="qkhyper-lifeline", daemon=True).start()
+
+
+def build_app(spec: ChildSpec, reporter: Reporter) -> ASGIApp:
+    apps = [(ref.name, ref.prefix, load_app(ref.name, ref.target, Path(spec.base_dir))) for ref in spec.apps]
+    host = HostApp(
+        make_mounts(apps, spec.ready_timeout),
+        on_ready=lambda: reporter.send(ready=os.getpid()),
+        on_failed=lambda message: reporter.send(error=message),
+    )
+    app: ASGIApp = host
+    if spec.docs_assets == "local":
+        from ..asgi.docs_assets import DocsAssetsMiddleware
+
+        app = DocsAssetsMiddleware(app)
+    return ProxyHeadersMiddleware(app, TrustedPeers(spec.trusted))
+
+
+def _log_to_stderr() -> None:
+    """qkhyper's own records in a child; the servers configure their loggers themselves."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("[%(levelname)s] %(message)s"))
+    logger = logging.getLogger("qkhyper")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+
+
+def run(spec: ChildSpec, fd: int, ready_fd: int, lifeline_fd: int) -> int:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # only the supervisor decides how we stop
+    watch_lifeline(lifeline_fd)
+    _log_to_stderr()
+    reporter = Reporter(ready_fd)
+    try:
+        app = build_app(spec, reporter)
+        backend = get_backend(spec.backend)
+    except QkhyperError as exc:
+        reporter.send(error=str(exc))
+        return 1
+    sock = socket.socket(fileno=fd)
+    ok = backend(app, sock, ServerOptions(spec.worker_class, spec.hypercorn))
+    return 0 if ok else 1
+
+
+def main(argv: list[str]) -> int:
+    spec_json, fd, ready_fd, lifeline_fd = argv
+    return run(ChildSpec.from_json(spec_json), int(fd), int(ready_fd), int(lifeline_fd))
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

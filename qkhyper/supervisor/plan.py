@@ -1,0 +1,149 @@
+"""What `serve` will run: units of work derived from the settings and the CLI.
+
+A *unit* is one listening socket and the workers that share it: one app, or
+all selected apps in `--aio` mode. `ChildSpec` is what a worker process is told
+(over argv, as JSON), so the child never re-reads or re-validates the config.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ..config.load import did_you_mean
+from ..config.model import Settings
+from ..errors import ConfigError, UsageError
+
+
+@dataclass(frozen=True, slots=True)
+class AppRef:
+    name: str
+    target: str
+    prefix: str  # "" when the app is served at the root of its own port
+
+
+@dataclass(frozen=True, slots=True)
+class ChildSpec:
+    label: str
+    apps: list[AppRef]
+    base_dir: str
+    backend: str
+    worker_class: str
+    hypercorn: dict[str, Any]
+    trusted: list[str]
+    ready_timeout: float
+    docs_assets: str
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> ChildSpec:
+        data = json.loads(text)
+        data["apps"] = [AppRef(**a) for a in data["apps"]]
+        return cls(**data)
+
+
+@dataclass(frozen=True, slots=True)
+class Unit:
+    label: str
+    prefixes: list[str]
+    host: str
+    port: int
+    workers: int
+    child: ChildSpec
+
+
+@dataclass(frozen=True, slots=True)
+class ServePlan:
+    units: list[Unit]
+    graceful_timeout: float
+    ready_timeout: float
+    port_map: str
+    names: dict[str, str] = field(default_factory=dict)  # app name -> unit label
+
+
+def select_apps(settings: Settings, names: Sequence[str], exclude: Sequence[str]) -> list[str]:
+    """The app names to run, in config order; unknown names are a usage error."""
+    known = [spec.name for spec in settings.qkhyper.apps]
+    if not known:
+        raise ConfigError(f"{settings.source}: no [[qkhyper.apps]] to serve")
+    for name in [*names, *exclude]:
+        if name not in known:
+            raise UsageError(f"unknown app {name!r}{did_you_mean(name, known)}; apps: {', '.join(known)}")
+    chosen = [n for n in known if (not names or n in names) and n not in exclude]
+    if not chosen:
+        raise UsageError("no app left to serve after --exclude")
+    return chosen
+
+
+def make_plan(
+    settings: Settings,
+    names: Sequence[str] = (),
+    *,
+    exclude: Sequence[str] = (),
+    aio: bool = False,
+    port: int | None = None,
+    workers: int | None = None,
+) -> ServePlan:
+    """Turn settings plus CLI selection into units.
+
+    Raises:
+        UsageError: unknown app, `--port` with several apps, missing backend.
+    """
+    qk = settings.qkhyper
+    check_backend(qk.backend, qk.worker_class)
+    chosen = select_apps(settings, names, exclude)
+    if workers is not None and workers < 1:
+        raise UsageError(f"--workers must be at least 1, got {workers}")
+
+    def child(label: str, refs: list[AppRef]) -> ChildSpec:
+        return ChildSpec(
+            label=label,
+            apps=refs,
+            base_dir=str(settings.base_dir),
+            backend=qk.backend,
+            worker_class=qk.worker_class,
+            hypercorn=settings.hypercorn,
+            trusted=qk.forwarded_allow_ips,
+            ready_timeout=qk.ready_timeout,
+            docs_assets=qk.docs_assets,
+        )
+
+    specs = [settings.app(n) for n in chosen]
+    if aio:
+        refs = [AppRef(s.name, s.app, s.prefix) for s in specs]
+        unit_port = qk.gateway.port if port is None else port
+        units = [Unit("aio", [s.prefix for s in specs], qk.host, unit_port, workers or 1, child("aio", refs))]
+    else:
+        if port is not None and len(specs) > 1:
+            raise UsageError("--port needs exactly one app (or --aio); name the app: qkhyper serve NAME --port P")
+        units = [
+            Unit(
+                s.name,
+                [s.prefix],
+                qk.host,
+                s.port if port is None else port,
+                workers or s.workers,
+                child(s.name, [AppRef(s.name, s.app, "")]),
+            )
+            for s in specs
+        ]
+    return ServePlan(
+        units=units,
+        graceful_timeout=settings.graceful_timeout,
+        ready_timeout=qk.ready_timeout,
+        port_map=str(settings.port_map_path()),
+        names={n: ("aio" if aio else n) for n in chosen},
+    )
+
+
+def check_backend(backend: str, worker_class: str) -> None:
+    if backend == "uvicorn":
+        if importlib.util.find_spec("uvicorn") is None:
+            raise UsageError("the uvicorn backend is not installed: pip install 'qkhyper[uvicorn]'")
+        if worker_class == "trio":
+            raise UsageError("--worker-class trio needs --backend hypercorn (uvicorn runs on asyncio)")

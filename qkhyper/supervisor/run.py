@@ -1,0 +1,228 @@
+"""`serve`: one trio nursery owns every worker process.
+
+Order of events: bind every socket (a clash is exit 2 before anything runs),
+record the ports, start every worker and wait until each reports its lifespan
+startup done, print the ready table, then react to signals until a shutdown.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import trio
+
+from ..config.portmap import write_port_map
+from ..logs import SUPERVISOR_LABEL, LabelWriter, format_table
+from .plan import ServePlan, Unit
+from .signals import HANDLED, Command, command_for
+from .slot import Slot, SlotConfig
+from .sockets import bound_port, bound_sockets
+
+log = logging.getLogger("qkhyper.supervisor")
+
+
+class Lifeline:
+    """A pipe whose write end only the supervisor holds; children exit on EOF."""
+
+    def __init__(self) -> None:
+        self.read_fd, self.write_fd = os.pipe()  # both close-on-exec; the read end is passed explicitly
+
+    def close(self) -> None:
+        for fd in (self.read_fd, self.write_fd):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+class Supervisor:
+    def __init__(self, plan: ServePlan, sockets: dict[str, socket.socket], writer: LabelWriter) -> None:
+        self.plan = plan
+        self.sockets = sockets
+        self.writer = writer
+        self.lifeline = Lifeline()
+        self.slots: dict[str, list[Slot]] = {unit.label: [] for unit in plan.units}
+        self.retiring: list[Slot] = []  # removed by SIGTTOU, still draining
+        self.ready = False
+        self.draining = False
+        self.exit_code = 0
+        self._starting = trio.CancelScope()
+        self._rolling: trio.CancelScope | None = None
+        self._stopped = trio.Event()
+
+    async def run(self, task_status: trio.TaskStatus[Supervisor] = trio.TASK_STATUS_IGNORED) -> int:
+        try:
+            with trio.open_signal_receiver(*HANDLED) as signals:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._handle_signals, signals, nursery)
+                    with self._starting:
+                        await self._start_all(nursery)
+                    if not self.draining:
+                        self.ready = True
+                        self._print_table()
+                        task_status.started(self)
+                    await self._stopped.wait()
+                    nursery.cancel_scope.cancel()
+        finally:
+            self.lifeline.close()
+        log.info("stopped (exit code %d)", self.exit_code)
+        return self.exit_code
+
+    def _slot_config(self, unit: Unit) -> SlotConfig:
+        return SlotConfig(
+            unit=unit,
+            sock=self.sockets[unit.label],
+            lifeline=self.lifeline.read_fd,
+            writer=self.writer,
+            ready_timeout=self.plan.ready_timeout,
+            graceful_timeout=self.plan.graceful_timeout,
+        )
+
+    async def _start_all(self, nursery: trio.Nursery) -> None:
+        async with trio.open_nursery() as starting:
+            for unit in self.plan.units:
+                for _ in range(unit.workers):
+                    starting.start_soon(self._add_slot, nursery, unit)
+
+    async def _add_slot(self, nursery: trio.Nursery, unit: Unit) -> Slot:
+        slot = Slot(self._slot_config(unit))
+        self.slots[unit.label].append(slot)
+        try:
+            await nursery.start(slot.run)
+        except BaseException:
+            self.slots[unit.label].remove(slot)
+            raise
+        return slot
+
+    def _all_slots(self) -> list[Slot]:
+        return [slot for group in self.slots.values() for slot in group] + self.retiring
+
+    async def _handle_signals(self, signals: AsyncIterator[int], nursery: trio.Nursery) -> None:
+        async for signum in signals:
+            name = signal.Signals(signum).name
+            command = command_for(signum, self.draining)
+            log.info("%s: %s", name, command.value)
+            if command in (Command.DRAIN, Command.QUIT) and not self.draining:
+                self._shutdown(nursery, graceful=command is Command.DRAIN)
+            elif command in (Command.KILL, Command.QUIT):
+                self.exit_code = 1 if command is Command.KILL else self.exit_code
+                for slot in self._all_slots():
+                    slot.kill_all()
+            elif command is Command.IGNORE:
+                continue
+            elif not self.ready or self.draining:
+                log.info("%s ignored: %s", name, "shutting down" if self.draining else "still starting")
+            elif command is Command.ROLL:
+                self._start_roll(nursery)
+            elif command is Command.SCALE_UP:
+                for unit in self.plan.units:
+                    nursery.start_soon(self._scale_up, nursery, unit)
+            elif command is Command.SCALE_DOWN:
+                self._scale_down()
+
+    def _shutdown(self, nursery: trio.Nursery, graceful: bool) -> None:
+        self.draining = True
+        self._starting.cancel()
+        if self._rolling is not None:
+            self._rolling.cancel()
+        slots = self._all_slots()
+        for slot in slots:
+            slot.request_stop(graceful)
+        nursery.start_soon(self._await_stopped, slots)
+
+    async def _await_stopped(self, slots: list[Slot]) -> None:
+        for slot in slots:
+            await slot.finished.wait()
+        self._stopped.set()
+
+    def _start_roll(self, nursery: trio.Nursery) -> None:
+        if self._rolling is not None:
+            log.info("a rolling restart is already running")
+            return
+        self._rolling = trio.CancelScope()
+        nursery.start_soon(self._roll_all, self._rolling)
+
+    async def _roll_all(self, scope: trio.CancelScope) -> None:
+        """Roll slot by slot, so the other workers keep serving meanwhile."""
+        with scope:
+            for group in list(self.slots.values()):
+                for slot in list(group):
+                    await slot.roll()
+            log.info("rolling restart done: %s", self._pid_summary())
+        self._rolling = None
+
+    async def _scale_up(self, nursery: trio.Nursery, unit: Unit) -> None:
+        try:
+            slot = await self._add_slot(nursery, unit)
+        except Exception as exc:  # a failed extra worker is logged; the others keep serving
+            log.error("%s: could not add a worker: %s", unit.label, exc)
+            return
+        pid = slot.worker.pid if slot.worker else 0
+        log.info("%s: added worker %d (%d now)", unit.label, pid, len(self.slots[unit.label]))
+
+    def _scale_down(self) -> None:
+        for label, group in self.slots.items():
+            if len(group) <= 1:
+                log.info("%s: keeping its last worker", label)
+                continue
+            slot = group.pop()
+            self.retiring = [s for s in self.retiring if not s.finished.is_set()] + [slot]
+            slot.request_stop(graceful=True)
+            log.info("%s: removing a worker (%d left)", label, len(group))
+
+    def _pid_summary(self) -> str:
+        return "; ".join(f"{label} {self._pids(label)}" for label in self.slots)
+
+    def _pids(self, label: str) -> str:
+        return ", ".join(str(s.worker.pid) for s in self.slots[label] if s.worker) or "-"
+
+    def _print_table(self) -> None:
+        rows = [("app", "prefix", "url", "pids")]
+        for unit in self.plan.units:
+            port = bound_port(self.sockets[unit.label])
+            url = f"http://{_url_host(unit.host)}:{port}"
+            rows.append((unit.label, " ".join("/" + p for p in unit.prefixes), url, self._pids(unit.label)))
+        for line in format_table(rows):
+            self.writer.line(SUPERVISOR_LABEL, line)
+        workers = sum(len(group) for group in self.slots.values())
+        apps = sum(len(unit.child.apps) for unit in self.plan.units)
+        log.info("ready: %d app(s), %d worker(s); Ctrl-C to stop", apps, workers)
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def port_map_entries(plan: ServePlan, sockets: dict[str, socket.socket]) -> dict[str, dict[str, object]]:
+    entries: dict[str, dict[str, object]] = {}
+    for unit in plan.units:
+        for ref in unit.child.apps:
+            entries[ref.name] = {
+                "host": unit.host,
+                "port": bound_port(sockets[unit.label]),
+                "prefix": "/" + (ref.prefix or unit.prefixes[0]),
+                "aio": bool(ref.prefix),
+            }
+    return entries
+
+
+async def supervise(
+    plan: ServePlan,
+    writer: LabelWriter,
+    *,
+    task_status: trio.TaskStatus[Supervisor] = trio.TASK_STATUS_IGNORED,
+) -> int:
+    """Run `plan` until a signal stops it; return the exit code.
+
+    Raises:
+        ConfigError: a port is taken (before any worker starts).
+        AppStartupError: a worker failed to import, start or get ready.
+    """
+    with bound_sockets(plan.units) as sockets:
+        write_port_map(Path(plan.port_map), port_map_entries(plan, sockets))
+        return await Supervisor(plan, sockets, writer).run(task_status)

@@ -1,0 +1,62 @@
+"""Binding every listening socket before any child starts.
+
+A port clash is found here, before anything runs, and named with its app. The
+sockets are inheritable so children serve them by file descriptor; N workers
+of one app share one socket and so one accept queue (no SO_REUSEPORT, which
+drops queued connections when a worker is replaced).
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from ..errors import ConfigError
+from .plan import Unit
+
+BACKLOG = 2048
+
+
+def bind_socket(host: str, port: int, label: str) -> socket.socket:
+    """Bind and listen on `host:port` (port 0 picks a free one).
+
+    Raises:
+        ConfigError: naming the app and port when the address is taken or invalid.
+    """
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise ConfigError(f"app {label!r}: cannot resolve host {host!r}: {exc.strerror}") from None
+    family, _, _, _, address = infos[0]
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.bind(address)
+        sock.listen(BACKLOG)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise ConfigError(f"app {label!r}: port {port} on {host} is already in use") from None
+        raise ConfigError(f"app {label!r}: cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+@contextmanager
+def bound_sockets(units: list[Unit]) -> Iterator[dict[str, socket.socket]]:
+    """Bind a socket per unit; all are closed when the block ends or a bind fails."""
+    sockets: dict[str, socket.socket] = {}
+    try:
+        for unit in units:
+            sockets[unit.label] = bind_socket(unit.host, unit.port, unit.label)
+        yield sockets
+    finally:
+        for sock in sockets.values():
+            sock.close()
+
+
+def bound_port(sock: socket.socket) -> int:
+    return int(sock.getsockname()[1])
