@@ -56,7 +56,8 @@ class AppLifespan:
         if reply is None:
             return
         if reply["type"] == "lifespan.startup.failed":
-            raise AppStartupError(self.name, f"lifespan startup failed: {reply.get('message') or 'no reason given'}")
+            reason = one_line(str(reply.get("message") or "no reason given"))
+            raise AppStartupError(self.name, f"lifespan startup failed: {reason}")
 
     async def shutdown(self) -> None:
         """Ask the app to shut down and wait for it; failures are logged, not raised."""
@@ -70,7 +71,7 @@ class AppLifespan:
             log.error("%s", exc)
             return
         if reply is not None and reply["type"] == "lifespan.shutdown.failed":
-            log.error("app %r: lifespan shutdown failed: %s", self.name, reply.get("message", ""))
+            log.error("app %r: lifespan shutdown failed: %s", self.name, one_line(str(reply.get("message", ""))))
 
     async def _wait_reply(self, stage: str) -> Message | None:
         """Wait for the app's answer; None means the app has no lifespan support."""
@@ -114,3 +115,15 @@ class AppLifespan:
     async def _send(self, message: Message) -> None:
         self._reply_message = message
         self._reply.set()
+
+
+def one_line(message: str) -> str:
+    """The last line of a failure message: Starlette sends a whole traceback.
+
+    The full text is logged at debug level (`--debug`); users get the line that
+    names the exception.
+    """
+    lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
+    if len(lines) > 1:
+        log.debug("%s", message)
+    return lines[-1] if lines else "no reason given"

@@ -127,7 +127,6 @@ def _unknown(key: str, where: str, known: typing.Iterable[str]) -> ConfigError:
     return ConfigError(f"unknown key {key!r} in [{where}]{did_you_mean(key, known)}")
 
 
-@cache
 def _hints(cls: Any) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
@@ -185,7 +184,21 @@ def _scalar(value: Any, tp: Any, key: str) -> Any:
         return float(value)
     if tp is str and isinstance(value, str):
         return value
-    raise _wrong_type(key, f"a {'number' if tp is float else tp.__name__}", value)
+    raise _wrong_type(key, describe_type(tp), value)
+
+
+_TYPE_WORDS = {
+    bool: "true or false",
+    int: "an integer",
+    float: "a number",
+    str: "a string",
+    list: "a list",
+    dict: "a table",
+}
+
+
+def describe_type(tp: Any) -> str:
+    return _TYPE_WORDS.get(tp, f"a {getattr(tp, '__name__', tp)}")
 
 
 def _wrong_type(key: str, expected: str, value: Any) -> ConfigError:
@@ -233,7 +246,7 @@ def _from_text(text: str, tp: Any, name: str) -> Any:
         if tp in (int, float):
             return tp(text)
     except ValueError:
-        raise ConfigError(f"{name} must be a {'number' if tp is float else tp.__name__}, got {text!r}") from None
+        raise ConfigError(f"{name} must be {describe_type(tp)}, got {text!r}") from None
     if typing.get_origin(tp) is list:
         return [part.strip() for part in text.split(",") if part.strip()]
     if typing.get_origin(tp) is dict:
@@ -326,12 +339,36 @@ def check_hypercorn_keys(data: Mapping[str, Any]) -> dict[str, Any]:
     return dict(data)
 
 
+# Hypercorn settings whose default is None, with the type a value must have.
+_OPTIONAL_TYPES: dict[str, type] = {
+    "accesslog": str,
+    "ca_certs": str,
+    "certfile": str,
+    "keyfile": str,
+    "keyfile_password": str,
+    "logconfig": str,
+    "logconfig_dict": dict,
+    "max_requests": int,
+    "read_timeout": int,
+    "statsd_host": str,
+    "websocket_ping_interval": float,
+    "root_path": str,
+    "umask": int,
+    "user": int,
+    "group": int,
+}
+
+
 def _check_hypercorn_type(key: str, value: Any, default: Any) -> None:
-    if default is None or isinstance(value, type(default)):
-        if not (isinstance(value, bool) and not isinstance(default, bool) and default is not None):
-            return
-    if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+    expected = _OPTIONAL_TYPES.get(key) if default is None else type(default)
+    if expected is None:
         return
-    if isinstance(default, list) and isinstance(value, str):
-        return
-    raise _wrong_type(key, f"a {type(default).__name__}", value)
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if expected is bool:
+        ok = isinstance(value, bool)
+    elif expected in (int, float):
+        ok = number and (expected is float or isinstance(value, int))
+    else:
+        ok = isinstance(value, expected) or (expected is list and isinstance(value, str))
+    if not ok:
+        raise _wrong_type(key, describe_type(expected), value)

@@ -130,6 +130,11 @@ class Supervisor:
         self._starting.cancel()
         if self._rolling is not None:
             self._rolling.cancel()
+        # The workers hold their own copies of the listening sockets and close them
+        # as they start draining; once ours are closed too, new connections are
+        # refused at once instead of waiting in a backlog nobody will accept from.
+        for sock in self.sockets.values():
+            sock.close()
         slots = self._all_slots()
         for slot in slots:
             slot.request_stop(graceful)

@@ -1,0 +1,163 @@
+"""Shared test helpers: free ports, configs in a temp folder, real `qkhyper` processes.
+
+Nothing here sleeps for a fixed time: helpers wait for a log line or a
+response, each with a deadline, so a hang fails the test instead of stalling.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+TESTS = Path(__file__).parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QKHYPER_")}
+    env.update(NO_COLOR="1", **extra)
+    return env
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A temp folder holding the test apps as the package `apps`."""
+    shutil.copytree(TESTS / "apps", tmp_path / "apps")
+    return tmp_path
+
+
+def write_config(folder: Path, apps: list[dict[str, object]], top: str = "", qkhyper: str = "") -> Path:
+    """Write `hypercorn.toml` with the given apps (ports default to free ones)."""
+    lines = [top, "[qkhyper]", 'host = "127.0.0.1"', qkhyper]
+    for app in apps:
+        app = {"port": free_port(), **app}
+        lines.append("[[qkhyper.apps]]")
+        lines += [f"{k} = {v!r}" if isinstance(v, str) else f"{k} = {v}" for k, v in app.items()]
+    path = folder / "hypercorn.toml"
+    path.write_text("\n".join(lines).replace("'", '"') + "\n")
+    return path
+
+
+class Qkhyper:
+    """A running `python -m qkhyper` with its output collected line by line."""
+
+    def __init__(self, args: list[str], cwd: Path, env: dict[str, str] | None = None) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "qkhyper", *args],
+            cwd=cwd,
+            env=env or clean_env(),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.lines: list[str] = []
+        self._changed = threading.Condition()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            with self._changed:
+                self.lines.append(line.rstrip("\n"))
+                self._changed.notify_all()
+        with self._changed:
+            self._changed.notify_all()
+
+    @property
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    def wait_for(self, pattern: str, timeout: float = 30.0, start: int = 0) -> re.Match[str]:
+        """Wait for a line matching `pattern` (from line `start` on) and return the match."""
+        deadline = time.monotonic() + timeout
+        regex = re.compile(pattern)
+        with self._changed:
+            while True:
+                for line in self.lines[start:]:
+                    if match := regex.search(line):
+                        return match
+                left = deadline - time.monotonic()
+                if left <= 0 or (self.proc.poll() is not None and not self._reader.is_alive()):
+                    raise AssertionError(f"no line matching {pattern!r}; output:\n{self.output}")
+                self._changed.wait(min(left, 0.2))
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        self.wait_for(r"ready: \d+ app", timeout)
+
+    def pids(self, label: str) -> list[int]:
+        """Worker pids of `label` from the last ready table or roll line."""
+        match = None
+        for line in self.lines:
+            found = re.search(rf"\| {re.escape(label)}\s+\S+.*http://\S+\s+([\d, ]+)$", line)
+            match = found or match
+        assert match, f"no pids for {label} in:\n{self.output}"
+        return [int(p) for p in match.group(1).split(", ")]
+
+    def signal(self, signum: int) -> None:
+        self.proc.send_signal(signum)
+
+    def wait(self, timeout: float = 30.0) -> int:
+        code = self.proc.wait(timeout)
+        self._reader.join(5)
+        return code
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self._reader.join(5)
+
+
+@pytest.fixture
+def run_qkhyper() -> Iterator[type[Qkhyper]]:
+    """Start `qkhyper` processes; every one is stopped when the test ends."""
+    started: list[Qkhyper] = []
+
+    class Tracked(Qkhyper):
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+            started.append(self)
+
+    yield Tracked
+    for process in started:
+        process.stop()
+
+
+def run_cli(args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run a `qkhyper` command to completion."""
+    return subprocess.run(
+        [sys.executable, "-m", "qkhyper", *args],
+        cwd=cwd,
+        env=env or clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def get(url: str, **kwargs: object) -> httpx.Response:
+    return httpx.get(url, timeout=30, **kwargs)  # type: ignore[arg-type]
