@@ -35,5 +35,6 @@ class AppLoadError(QkhyperError):
 
 class AppStartupError(QkhyperError):
     def __init__(self, app: str, detail: str) -> None:
-        super().__init__(f"app {app!r}: {detail}")
+        # A child's report already names the app (in --aio, the mounted one): keep it.
+        super().__init__(detail if detail.startswith("app '") else f"app {app!r}: {detail}")
         self.app = app

@@ -63,14 +63,14 @@ class DocsAssetsMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        path = route_path(scope)
-        if path.startswith(ASSET_PATH) and path[len(ASSET_PATH) :] in ASSETS:
-            await self._asset(path[len(ASSET_PATH) :], scope, send)
-            return
-        if scope["method"] == "HEAD":
-            await self.app(scope, receive, send)
-            return
-        await self.app(scope, receive, _HtmlRewriter(send, scope.get("root_path", "")))
+        if ASSET_PATH in scope["path"]:
+            path = route_path(scope)
+            if path.startswith(ASSET_PATH) and path[len(ASSET_PATH) :] in ASSETS:
+                await self._asset(path[len(ASSET_PATH) :], scope, send)
+                return
+        if scope["method"] == "GET" and _wants_html(scope["headers"]):
+            send = _HtmlRewriter(send, scope.get("root_path", ""))
+        await self.app(scope, receive, send)
 
     async def _asset(self, name: str, scope: Scope, send: Send) -> None:
         if name not in self._cache:
@@ -109,6 +109,11 @@ class _HtmlRewriter:
         headers.append((b"content-length", str(len(body)).encode()))
         await self.send({**self.start, "headers": headers})
         await self.send({"type": "http.response.body", "body": body})
+
+
+def _wants_html(headers: Any) -> bool:
+    """Docs pages are opened by browsers, which ask for HTML; API clients are left alone."""
+    return any(name == b"accept" and b"text/html" in value for name, value in headers)
 
 
 def _is_small_html(headers: Any) -> bool:

@@ -29,10 +29,19 @@ class TrustedPeers:
         entries = list(entries)
         self.everyone = "*" in entries
         self.networks: list[Network] = [ipaddress.ip_network(e, strict=False) for e in entries if e != "*"]
+        self._seen: dict[object, bool] = {}  # per-request lookups of the same few peers
 
     def __contains__(self, host: object) -> bool:
         if self.everyone:
             return True
+        known = self._seen.get(host)
+        if known is None:
+            known = self._lookup(host)
+            if len(self._seen) < 4096:
+                self._seen[host] = known
+        return known
+
+    def _lookup(self, host: object) -> bool:
         try:
             address = ipaddress.ip_address(str(host))
         except ValueError:
@@ -47,7 +56,12 @@ class ProxyHeadersMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         client = scope.get("client")
-        if scope["type"] in ("http", "websocket") and client and client[0] in self.trusted:
+        if (
+            scope["type"] in ("http", "websocket")
+            and client
+            and client[0] in self.trusted
+            and any(name.startswith(b"x-forwarded-") for name, _ in scope["headers"])
+        ):
             scope = apply_forwarded(scope, self.trusted)
         await self.app(scope, receive, send)
 

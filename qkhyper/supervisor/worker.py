@@ -120,7 +120,7 @@ class Worker:
             return
         if "error" in message:
             self.kill()
-            raise AppStartupError(self.unit.label, str(message["error"]).removeprefix(f"app {self.unit.label!r}: "))
+            raise AppStartupError(self.unit.label, str(message["error"]))
         self.kill()
         if message.get("timeout"):
             raise AppStartupError(self.unit.label, f"worker (pid {self.pid}) was not ready within {timeout:g} s")
