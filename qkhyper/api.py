@@ -7,17 +7,20 @@ and turns `QkhyperError` into one line and an exit code.
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TextIO
 
 import trio
 
+from .config.load import DEMO_CONFIG, load_settings
 from .config.model import Settings
-from .errors import QkhyperError
+from .errors import QkhyperError, UsageError
 from .loader import load_app
 from .logs import LabelWriter, configure, format_table
-from .supervisor.plan import make_plan
-from .supervisor.run import supervise
+from .supervisor.plan import ServePlan, make_plan
+from .supervisor.reload import make_watch_plan
+from .supervisor.run import Reloader, supervise
 
 
 def serve(
@@ -28,19 +31,40 @@ def serve(
     aio: bool = False,
     port: int | None = None,
     workers: int | None = None,
+    reload: bool = False,
+    reload_dirs: Sequence[str] = (),
+    reload_settings: Callable[[], Settings] | None = None,
     stream: TextIO | None = None,
     debug: bool = False,
 ) -> int:
     """Serve the selected apps until SIGINT/SIGTERM; return the exit code.
 
+    Args:
+        reload: watch the apps' sources, the config and `reload_dirs`, and roll
+            the affected workers on a change.
+        reload_settings: how to re-read the settings when the config file
+            changes (default: the same file, without CLI overrides).
+
     Raises:
         QkhyperError: usage and config errors (exit 2), start failures (exit 1).
     """
-    plan = make_plan(settings, names, exclude=exclude, aio=aio, port=port, workers=workers)
+
+    def plan_from(current: Settings) -> ServePlan:
+        return make_plan(current, names, exclude=exclude, aio=aio, port=port, workers=workers)
+
+    plan = plan_from(settings)
+    reloader = None
+    if reload or reload_dirs:
+        for folder in reload_dirs:
+            if not Path(folder).is_dir():
+                raise UsageError(f"--reload-dir {folder}: no such folder")
+        reread = reload_settings or (lambda: load_settings(str(settings.config_file or DEMO_CONFIG)))
+        watch_plan = make_watch_plan(plan, settings.base_dir, settings.config_file, reload_dirs)
+        reloader = Reloader(watch_plan, lambda: plan_from(reread()))
     writer = LabelWriter(stream or sys.stderr, [unit.label for unit in plan.units])
     configure(writer, debug)
     try:
-        return trio.run(supervise, plan, writer)
+        return trio.run(supervise, plan, writer, reloader)
     except BaseExceptionGroup as group:
         raise first_error(group) from None
 

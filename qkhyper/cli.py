@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from . import __version__, api
-from .config import load_settings
+from .config import Settings, load_settings
 from .config.model import BACKENDS, WORKER_CLASSES
 from .errors import QkhyperError
 
@@ -45,6 +45,16 @@ def _add_serve(sub: Any, name: str, aliases: list[str], aio: bool, help_text: st
         help="port for the one app, or for --aio (default: the app's port; --aio: 8000)",
     )
     parser.add_argument("--workers", type=int, metavar="N", help="workers per app (default: the app's workers, 1)")
+    parser.add_argument(
+        "--reload", action="store_true", help="roll an app's workers when its code or the config changes (default: off)"
+    )
+    parser.add_argument(
+        "--reload-dir",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="also watch DIR; a change there rolls every app (repeatable; implies --reload)",
+    )
     parser.add_argument("--backend", choices=BACKENDS, help="server (default: [qkhyper] backend, hypercorn)")
     parser.add_argument(
         "--worker-class",
@@ -75,16 +85,21 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = load_settings(args.config, overrides=_overrides(args))
+    def settings() -> Settings:
+        return load_settings(args.config, overrides=_overrides(args))
+
     if args.command == "check":
-        return api.check(settings)
+        return api.check(settings())
     return api.serve(
-        settings,
+        settings(),
         args.apps,
         exclude=args.exclude,
         aio=args.aio,
         port=args.port,
         workers=args.workers,
+        reload=args.reload,
+        reload_dirs=args.reload_dir,
+        reload_settings=settings,
         debug=args.debug,
     )
 

@@ -146,7 +146,9 @@ def run_qkhyper() -> Iterator[type[Qkhyper]]:
         process.stop()
 
 
-def run_cli(args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     """Run a `qkhyper` command to completion."""
     return subprocess.run(
         [sys.executable, "-m", "qkhyper", *args],

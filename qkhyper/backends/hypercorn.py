@@ -31,6 +31,11 @@ def serve(app: ASGIApp, sock: socket.socket, options: ServerOptions) -> bool:
             _serve_asyncio(app, config, _loop_factory(worker_class))
     except LifespanFailureError:
         return False
+    except BaseExceptionGroup as group:  # hypercorn's task groups wrap it
+        failed, rest = group.split(LifespanFailureError)
+        if failed is None or rest is not None:
+            raise
+        return False
     return True
 
 

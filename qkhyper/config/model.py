@@ -90,5 +90,9 @@ class Settings:
                 return spec
         raise KeyError(name)
 
+    @property
+    def config_file(self) -> Path | None:
+        return None if self.source == "bundled demo" else Path(self.source)
+
     def port_map_path(self) -> Path:
         return self.base_dir / self.qkhyper.port_map

@@ -7,18 +7,21 @@ startup done, print the ready table, then react to signals until a shutdown.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import signal
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import trio
 
 from ..config.portmap import write_port_map
+from ..errors import QkhyperError
 from ..logs import SUPERVISOR_LABEL, LabelWriter, format_table
 from .plan import ServePlan, Unit
+from .reload import WatchPlan, watch
 from .signals import HANDLED, Command, command_for
 from .slot import Slot, SlotConfig
 from .sockets import bound_port, bound_sockets
@@ -40,9 +43,24 @@ class Lifeline:
                 pass
 
 
+@dataclasses.dataclass(frozen=True)
+class Reloader:
+    """`--reload`: what to watch, and how to re-read the config when it changes."""
+
+    watch_plan: WatchPlan
+    replan: Callable[[], ServePlan]
+
+
 class Supervisor:
-    def __init__(self, plan: ServePlan, sockets: dict[str, socket.socket], writer: LabelWriter) -> None:
+    def __init__(
+        self,
+        plan: ServePlan,
+        sockets: dict[str, socket.socket],
+        writer: LabelWriter,
+        reloader: Reloader | None = None,
+    ) -> None:
         self.plan = plan
+        self.reloader = reloader
         self.sockets = sockets
         self.writer = writer
         self.lifeline = Lifeline()
@@ -52,7 +70,7 @@ class Supervisor:
         self.draining = False
         self.exit_code = 0
         self._starting = trio.CancelScope()
-        self._rolling: trio.CancelScope | None = None
+        self._roll_lock = trio.Lock()
         self._stopped = trio.Event()
 
     async def run(self, task_status: trio.TaskStatus[Supervisor] = trio.TASK_STATUS_IGNORED) -> int:
@@ -66,6 +84,8 @@ class Supervisor:
                         self.ready = True
                         self._print_table()
                         task_status.started(self)
+                        if self.reloader is not None:
+                            nursery.start_soon(watch, self.reloader.watch_plan, self._on_change)
                     await self._stopped.wait()
                     nursery.cancel_scope.cancel()
         finally:
@@ -128,8 +148,6 @@ class Supervisor:
     def _shutdown(self, nursery: trio.Nursery, graceful: bool) -> None:
         self.draining = True
         self._starting.cancel()
-        if self._rolling is not None:
-            self._rolling.cancel()
         # The workers hold their own copies of the listening sockets and close them
         # as they start draining; once ours are closed too, new connections are
         # refused at once instead of waiting in a backlog nobody will accept from.
@@ -146,20 +164,43 @@ class Supervisor:
         self._stopped.set()
 
     def _start_roll(self, nursery: trio.Nursery) -> None:
-        if self._rolling is not None:
+        if self._roll_lock.locked():
             log.info("a rolling restart is already running")
             return
-        self._rolling = trio.CancelScope()
-        nursery.start_soon(self._roll_all, self._rolling)
+        nursery.start_soon(self._roll, set(self.slots))
 
-    async def _roll_all(self, scope: trio.CancelScope) -> None:
+    async def _roll(self, labels: set[str]) -> None:
         """Roll slot by slot, so the other workers keep serving meanwhile."""
-        with scope:
-            for group in list(self.slots.values()):
-                for slot in list(group):
+        async with self._roll_lock:
+            for label in [unit.label for unit in self.plan.units if unit.label in labels]:
+                for slot in list(self.slots[label]):
+                    if self.draining:
+                        return
                     await slot.roll()
             log.info("rolling restart done: %s", self._pid_summary())
-        self._rolling = None
+
+    async def _on_change(self, labels: set[str], config_changed: bool) -> None:
+        assert self.reloader is not None
+        if config_changed:
+            try:
+                self._apply_plan(self.reloader.replan())
+            except QkhyperError as exc:
+                log.error("config change not applied, workers keep serving: %s", exc)
+                return
+        log.info("change detected: rolling %s", ", ".join(sorted(labels)))
+        await self._roll(labels)
+
+    def _apply_plan(self, plan: ServePlan) -> None:
+        """Give the slots the re-read config; sockets and worker counts need a restart."""
+        old = {unit.label: unit for unit in self.plan.units}
+        for unit in plan.units:
+            before = old.get(unit.label)
+            if before is None or (before.host, before.port) != (unit.host, unit.port):
+                log.warning("%s: new or moved app needs a restart of qkhyper to take effect", unit.label)
+                continue
+            for slot in self.slots[unit.label]:
+                slot.config = dataclasses.replace(slot.config, unit=unit)
+        self.plan = dataclasses.replace(plan, units=[u for u in plan.units if u.label in old])
 
     async def _scale_up(self, nursery: trio.Nursery, unit: Unit) -> None:
         try:
@@ -219,6 +260,7 @@ def port_map_entries(plan: ServePlan, sockets: dict[str, socket.socket]) -> dict
 async def supervise(
     plan: ServePlan,
     writer: LabelWriter,
+    reloader: Reloader | None = None,
     *,
     task_status: trio.TaskStatus[Supervisor] = trio.TASK_STATUS_IGNORED,
 ) -> int:
@@ -230,4 +272,4 @@ async def supervise(
     """
     with bound_sockets(plan.units) as sockets:
         write_port_map(Path(plan.port_map), port_map_entries(plan, sockets))
-        return await Supervisor(plan, sockets, writer).run(task_status)
+        return await Supervisor(plan, sockets, writer, reloader).run(task_status)

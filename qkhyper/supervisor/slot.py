@@ -82,6 +82,7 @@ class Slot:
                 task_status.started(self)
                 with self._work:
                     await self._serve_inbox(tasks)
+                self._release_pending_rolls()
                 await self._stop_all()
                 with trio.move_on_after(RELAY_GRACE):
                     for worker in self.spawned:
@@ -100,7 +101,12 @@ class Slot:
             worker.kill()
 
     async def roll(self) -> None:
-        """Replace the worker with a fresh one, old one drained only after the new one is ready."""
+        """Replace the worker with a fresh one, old one drained only after the new one is ready.
+
+        Returns at once when the slot is stopping: a roll never delays a shutdown.
+        """
+        if self._work.cancel_called:
+            return
         message = _Roll()
         self._inbox_send.send_nowait(message)
         await message.done.wait()
@@ -138,6 +144,15 @@ class Slot:
                     await self._roll(tasks)
                 finally:
                     message.done.set()
+
+    def _release_pending_rolls(self) -> None:
+        while True:
+            try:
+                message = self._inbox.receive_nowait()
+            except trio.WouldBlock:
+                return
+            if isinstance(message, _Roll):
+                message.done.set()
 
     def _crashed(self, tasks: trio.Nursery, worker: Worker, code: int) -> None:
         now = trio.current_time()

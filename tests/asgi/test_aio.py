@@ -64,7 +64,9 @@ def test_aio_runs_apps_without_lifespan_support(project: Path, run_qkhyper: type
 def test_aio_fails_whole_start_when_one_app_fails(project: Path) -> None:
     log = project / "events.log"
     config = write_config(project, [TWO_APPS[0], {"name": "db", "app": "apps.broken:startup_fails"}])
-    result = run_cli(["serve", "--aio", "--port", str(free_port()), "--config", str(config)], project, clean_env(PROBE_LOG=str(log)))
+    result = run_cli(
+        ["serve", "--aio", "--port", str(free_port()), "--config", str(config)], project, clean_env(PROBE_LOG=str(log))
+    )
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == (
         "qkhyper: error: app 'db': lifespan startup failed: RuntimeError: database unreachable"

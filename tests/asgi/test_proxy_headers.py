@@ -20,7 +20,8 @@ def scope(**headers: str) -> dict[str, object]:
         "raw_path": b"/scope",
         "root_path": "",
         "client": ("127.0.0.1", 5000),
-        "headers": [(b"host", b"127.0.0.1:8001")] + [(k.replace("_", "-").encode(), v.encode()) for k, v in headers.items()],
+        "headers": [(b"host", b"127.0.0.1:8001")]
+        + [(k.replace("_", "-").encode(), v.encode()) for k, v in headers.items()],
     }
 
 
@@ -33,8 +34,19 @@ def test_prefix_becomes_root_path_and_is_put_back_in_path() -> None:
 
 @pytest.mark.parametrize(
     ("value", "prefix"),
-    [("/users", "/users"), ("/users/", "/users"), ("/a/b", "/a/b"), ("users", ""), ("/../etc", ""),
-     ("/a/./b", ""), ("/a b", ""), ("//evil.example", ""), ("/x\r\nSet-Cookie: a=b", ""), ("", ""), ("/a,/b", "/b")],
+    [
+        ("/users", "/users"),
+        ("/users/", "/users"),
+        ("/a/b", "/a/b"),
+        ("users", ""),
+        ("/../etc", ""),
+        ("/a/./b", ""),
+        ("/a b", ""),
+        ("//evil.example", ""),
+        ("/x\r\nSet-Cookie: a=b", ""),
+        ("", ""),
+        ("/a,/b", "/b"),
+    ],
 )
 def test_clean_prefix(value: str, prefix: str) -> None:
     assert clean_prefix(value) == prefix
@@ -105,7 +117,9 @@ def test_behind_a_trusted_proxy(project: Path, run_qkhyper: type[Qkhyper], backe
 def test_untrusted_peer_is_not_believed(project: Path, run_qkhyper: type[Qkhyper]) -> None:
     port = free_port()
     config = write_config(
-        project, [{"name": "users", "app": "apps.probe:app", "port": port}], qkhyper='forwarded_allow_ips = ["10.9.9.9"]'
+        project,
+        [{"name": "users", "app": "apps.probe:app", "port": port}],
+        qkhyper='forwarded_allow_ips = ["10.9.9.9"]',
     )
     server = run_qkhyper(["serve", "--config", str(config)], project)
     server.wait_ready()
@@ -116,7 +130,9 @@ def test_untrusted_peer_is_not_believed(project: Path, run_qkhyper: type[Qkhyper
 
 def test_cdn_docs_assets_leave_pages_untouched(project: Path, run_qkhyper: type[Qkhyper]) -> None:
     port = free_port()
-    config = write_config(project, [{"name": "users", "app": "apps.probe:app", "port": port}], qkhyper='docs_assets = "cdn"')
+    config = write_config(
+        project, [{"name": "users", "app": "apps.probe:app", "port": port}], qkhyper='docs_assets = "cdn"'
+    )
     server = run_qkhyper(["serve", "--config", str(config)], project)
     server.wait_ready()
     assert "cdn.jsdelivr.net" in get(f"http://127.0.0.1:{port}/docs", headers={"Accept": "text/html"}).text

@@ -57,7 +57,9 @@ def test_relative_paths_resolve_from_the_config_folder(tmp_path: Path) -> None:
 
 
 def test_precedence_cli_over_env_over_file(tmp_path: Path) -> None:
-    path = write(tmp_path, '[qkhyper]\nbackend = "uvicorn"\nhost = "127.0.0.2"\n[qkhyper.gateway]\nport = 9000\n' + APPS)
+    path = write(
+        tmp_path, '[qkhyper]\nbackend = "uvicorn"\nhost = "127.0.0.2"\n[qkhyper.gateway]\nport = 9000\n' + APPS
+    )
     settings = load(path)
     assert (settings.qkhyper.backend, settings.qkhyper.gateway.port) == ("uvicorn", 9000)
     env = {"QKHYPER_BACKEND": "hypercorn", "QKHYPER_GATEWAY_PORT": "9100", "QKHYPER_HOST": "127.0.0.3"}
@@ -78,17 +80,29 @@ def test_env_lists_and_bools(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("keep_alive_timout = 10\n", "unknown key 'keep_alive_timout' at the top level (not a Hypercorn setting) "
-         "(did you mean 'keep_alive_timeout'?)"),
+        (
+            "keep_alive_timout = 10\n",
+            "unknown key 'keep_alive_timout' at the top level (not a Hypercorn setting) "
+            "(did you mean 'keep_alive_timeout'?)",
+        ),
         ("[qkhyper]\nbakend = 'uvicorn'\n", "unknown key 'bakend' in [qkhyper] (did you mean 'backend'?)"),
-        ("[qkhyper.gateway]\nadd_slash = true\n", "unknown key 'add_slash' in [qkhyper.gateway] (did you mean 'add_slashes'?)"),
+        (
+            "[qkhyper.gateway]\nadd_slash = true\n",
+            "unknown key 'add_slash' in [qkhyper.gateway] (did you mean 'add_slashes'?)",
+        ),
         ("[qkhyper.statik]\nport = 1\n", "unknown key 'statik' in [qkhyper] (did you mean 'static'?)"),
-        ("[[qkhyper.apps]]\nname='a'\napp='m:a'\nprot=1\n", "unknown key 'prot' in [qkhyper.apps[0]] (did you mean 'port'?)"),
+        (
+            "[[qkhyper.apps]]\nname='a'\napp='m:a'\nprot=1\n",
+            "unknown key 'prot' in [qkhyper.apps[0]] (did you mean 'port'?)",
+        ),
         ("graceful_timeout = 'ten'\n", "graceful_timeout must be a number, got 'ten'"),
         ("accesslog = true\n", "accesslog must be"),
         ("[qkhyper]\nhost = 1\n", "qkhyper.host must be a string, got 1"),
         ("[[qkhyper.apps]]\nname='a'\napp='m:a'\nport='80'\n", "qkhyper.apps[0].port must be an integer, got '80'"),
-        ("[[qkhyper.apps]]\nname='a'\napp='m:a'\nworkers=true\n", "qkhyper.apps[0].workers must be an integer, got True"),
+        (
+            "[[qkhyper.apps]]\nname='a'\napp='m:a'\nworkers=true\n",
+            "qkhyper.apps[0].workers must be an integer, got True",
+        ),
         ("[qkhyper]\nbackend = 'gunicorn'\n", "qkhyper.backend must be one of hypercorn, uvicorn, got 'gunicorn'"),
         ("[qkhyper]\nworker_class = 'gevent'\n", "qkhyper.worker_class must be one of asyncio, uvloop, trio"),
         ("[[qkhyper.apps]]\nname='a'\n", "[qkhyper.apps[0]] is missing required key 'app'"),
@@ -116,7 +130,9 @@ def test_duplicates_are_errors(tmp_path: Path, attr: str) -> None:
     second = {"name": "b", "prefix": "q", "port": 9202, attr: first[attr]}
     text = ""
     for app in (first, second):
-        text += f"[[qkhyper.apps]]\nname = '{app['name']}'\napp = 'm:a'\nprefix = '{app['prefix']}'\nport = {app['port']}\n"
+        text += (
+            f"[[qkhyper.apps]]\nname = '{app['name']}'\napp = 'm:a'\nprefix = '{app['prefix']}'\nport = {app['port']}\n"
+        )
     with pytest.raises(ConfigError, match=f"duplicate {attr}"):
         load(write(tmp_path, text))
 

@@ -25,12 +25,16 @@ BACKENDS = [
 
 def probe_config(project: Path, **app: object) -> tuple[Path, int]:
     port = free_port()
-    config = write_config(project, [{"name": "probe", "app": "apps.probe:app", "port": port, **app}], top="accesslog = '-'")
+    config = write_config(
+        project, [{"name": "probe", "app": "apps.probe:app", "port": port, **app}], top="accesslog = '-'"
+    )
     return config, port
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_serve_one_app_runs_lifespan_and_stops_on_sigterm(project: Path, run_qkhyper: type[Qkhyper], backend: list[str]) -> None:
+def test_serve_one_app_runs_lifespan_and_stops_on_sigterm(
+    project: Path, run_qkhyper: type[Qkhyper], backend: list[str]
+) -> None:
     config, port = probe_config(project)
     log = project / "events.log"
     server = run_qkhyper(["serve", "probe", "--config", str(config), *backend], project, clean_env(PROBE_LOG=str(log)))
@@ -175,7 +179,10 @@ def test_port_in_use_is_exit_2_before_anything_runs(project: Path) -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        config = write_config(project, [{"name": "first", "app": "apps.probe:app"}, {"name": "users", "app": "apps.probe:app", "port": port}])
+        config = write_config(
+            project,
+            [{"name": "first", "app": "apps.probe:app"}, {"name": "users", "app": "apps.probe:app", "port": port}],
+        )
         result = run_cli(["serve", "--config", str(config)], project)
     assert result.returncode == 2
     assert result.stderr.strip() == f"qkhyper: error: app 'users': port {port} on 127.0.0.1 is already in use"
@@ -217,10 +224,16 @@ def test_missing_uvicorn_extra_is_exit_2(project: Path) -> None:
 
     result = subprocess.run(
         [sys.executable, "-c", code, "serve", "--backend", "uvicorn", "--config", str(config)],
-        cwd=project, env=clean_env(), capture_output=True, text=True, timeout=60,
+        cwd=project,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 2
-    assert result.stderr.strip() == "qkhyper: error: the uvicorn backend is not installed: pip install 'qkhyper[uvicorn]'"
+    assert (
+        result.stderr.strip() == "qkhyper: error: the uvicorn backend is not installed: pip install 'qkhyper[uvicorn]'"
+    )
 
 
 def test_factory_auto_port_and_port_map(project: Path, run_qkhyper: type[Qkhyper]) -> None:
@@ -250,7 +263,13 @@ def test_runserver_alias_and_python_m(project: Path, run_qkhyper: type[Qkhyper])
 
 
 def test_help_lists_every_option_with_defaults(project: Path) -> None:
-    for command in (["--help"], ["serve", "--help"], ["runserver", "--help"], ["runserver-aio", "--help"], ["check", "--help"]):
+    for command in (
+        ["--help"],
+        ["serve", "--help"],
+        ["runserver", "--help"],
+        ["runserver-aio", "--help"],
+        ["check", "--help"],
+    ):
         result = run_cli(command, project)
         assert result.returncode == 0
         assert "--config" in result.stdout or command == ["--help"]

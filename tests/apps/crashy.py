@@ -1,0 +1,40 @@
+"""Apps that misbehave after or during startup."""
+
+import asyncio
+import os
+import threading
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+
+@asynccontextmanager
+async def _dies_after_ready(app: FastAPI):
+    # Exit hard shortly after startup completed: a worker that keeps crashing.
+    threading.Timer(0.3, os._exit, args=(3,)).start()
+    yield
+
+
+dies_after_ready = FastAPI(lifespan=_dies_after_ready)
+
+
+@asynccontextmanager
+async def _never_ready(app: FastAPI):
+    pids = os.environ.get("PROBE_PIDS")
+    if pids:
+        with open(pids, "a") as file:
+            file.write(f"{os.getpid()}\n")
+    await asyncio.sleep(3600)
+    yield
+
+
+never_ready = FastAPI(lifespan=_never_ready)
+
+
+@asynccontextmanager
+async def _ignores_shutdown(app: FastAPI):
+    yield
+    await asyncio.sleep(3600)  # lifespan shutdown that never ends
+
+
+ignores_shutdown = FastAPI(lifespan=_ignores_shutdown)
