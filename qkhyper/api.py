@@ -18,9 +18,11 @@ from .config.model import Settings
 from .errors import QkhyperError, UsageError
 from .loader import load_app
 from .logs import LabelWriter, configure, format_table
-from .supervisor.plan import ServePlan, make_plan
+from .supervisor.plan import ServePlan, builtin_plan, make_plan
 from .supervisor.reload import make_watch_plan
 from .supervisor.run import Reloader, supervise
+
+STATIC_FACTORY = "qkhyper.static.app:create"
 
 
 def serve(
@@ -61,6 +63,31 @@ def serve(
         reread = reload_settings or (lambda: load_settings(str(settings.config_file or DEMO_CONFIG)))
         watch_plan = make_watch_plan(plan, settings.base_dir, settings.config_file, reload_dirs)
         reloader = Reloader(watch_plan, lambda: plan_from(reread()))
+    return _run(plan, reloader, stream, debug)
+
+
+def static(
+    settings: Settings,
+    *,
+    workers: int = 1,
+    stream: TextIO | None = None,
+    debug: bool = False,
+) -> int:
+    """Serve `[qkhyper.static]`: the built frontend, with its API prefix proxied.
+
+    Raises:
+        UsageError: the root folder does not exist (exit 2).
+    """
+    cfg = settings.qkhyper.static
+    root = (settings.base_dir / cfg.root).resolve()
+    if not root.is_dir():
+        raise UsageError(f"static root not found: {cfg.root} (resolved to {root})")
+    options = {"root": str(root), "api_prefix": cfg.api_prefix, "api_target": cfg.api_target}
+    plan = builtin_plan(settings, "static", STATIC_FACTORY, options, port=cfg.port, workers=workers)
+    return _run(plan, None, stream, debug)
+
+
+def _run(plan: ServePlan, reloader: Reloader | None, stream: TextIO | None, debug: bool) -> int:
     writer = LabelWriter(stream or sys.stderr, [unit.label for unit in plan.units])
     configure(writer, debug)
     try:

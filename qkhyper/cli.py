@@ -65,6 +65,26 @@ def _add_serve(sub: Any, name: str, aliases: list[str], aio: bool, help_text: st
     parser.set_defaults(command="serve")
 
 
+def _server_options(parser: argparse.ArgumentParser, table: str, port: int) -> None:
+    """Options shared by qkhyper's own servers (static, gateway)."""
+    parser.add_argument("--host", help="address to bind (default: [qkhyper] host, 127.0.0.1)")
+    parser.add_argument("--port", type=int, help=f"port (default: [qkhyper.{table}] port, {port})")
+    parser.add_argument("--workers", type=int, default=1, metavar="N", help="worker processes (default: 1)")
+    parser.add_argument("--backend", choices=BACKENDS, help="server (default: [qkhyper] backend, hypercorn)")
+    parser.add_argument("--worker-class", choices=WORKER_CLASSES, help="event loop (default: [qkhyper] worker_class)")
+    _common(parser)
+
+
+def _add_static(sub: Any) -> None:
+    text = "serve a built single-page app, with the API prefix proxied"
+    parser = sub.add_parser("static", aliases=["serve_static"], help=text, description=text, epilog=EPILOG)
+    parser.add_argument("--root", help="folder of the built frontend (default: [qkhyper.static] root, ./static)")
+    parser.add_argument("--api-prefix", help="path prefix proxied to --api-target (default: /api)")
+    parser.add_argument("--api-target", help="where API requests go (default: http://127.0.0.1:8000)")
+    _server_options(parser, "static", 8080)
+    parser.set_defaults(command="static")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="qkhyper", description="Run a handful of ASGI apps, supervised, behind one gateway.", epilog=EPILOG
@@ -73,15 +93,37 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
     _add_serve(sub, "serve", ["runserver"], False, "serve apps, each in its own supervised processes")
     _add_serve(sub, "runserver-aio", [], True, "serve all apps in one process (same as: serve --aio)")
+    _add_static(sub)
     check = sub.add_parser("check", help="validate the config, import every app, print the plan", epilog=EPILOG)
     _common(check)
     check.set_defaults(command="check")
     return parser
 
 
+# CLI flags that override a settings key: flag attribute -> path in the settings.
+_OVERRIDES: dict[str, dict[str, tuple[str, ...]]] = {
+    "*": {"host": ("host",), "backend": ("backend",), "worker_class": ("worker_class",)},
+    "static": {
+        "port": ("static", "port"),
+        "root": ("static", "root"),
+        "api_prefix": ("static", "api_prefix"),
+        "api_target": ("static", "api_target"),
+    },
+}
+
+
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
-    names = {"host": "host", "backend": "backend", "worker_class": "worker_class"}
-    return {key: getattr(args, attr) for key, attr in names.items() if getattr(args, attr, None) is not None}
+    found: dict[str, Any] = {}
+    flags = {**_OVERRIDES["*"], **_OVERRIDES.get(args.command, {})}
+    for attr, path in flags.items():
+        value = getattr(args, attr, None)
+        if value is None:
+            continue
+        target = found
+        for part in path[:-1]:
+            target = target.setdefault(part, {})
+        target[path[-1]] = value
+    return found
 
 
 def run(args: argparse.Namespace) -> int:
@@ -90,6 +132,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.command == "check":
         return api.check(settings())
+    if args.command == "static":
+        return api.static(settings(), workers=args.workers, debug=args.debug)
     return api.serve(
         settings(),
         args.apps,

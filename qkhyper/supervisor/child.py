@@ -70,11 +70,15 @@ def watch_lifeline(fd: int) -> None:
 
 def build_app(spec: ChildSpec, reporter: Reporter) -> ASGIApp:
     apps = [(ref.name, ref.prefix, load_app(ref.name, ref.target, Path(spec.base_dir))) for ref in spec.apps]
+    if spec.options is not None:  # qkhyper's own server: the target is its factory
+        apps = [(name, prefix, factory(spec.options)) for name, prefix, factory in apps]
     host = HostApp(
         make_mounts(apps, spec.ready_timeout),
         on_ready=lambda: reporter.send(ready=os.getpid()),
         on_failed=lambda message: reporter.send(error=message),
     )
+    if spec.options is not None:
+        return host
     app: ASGIApp = host
     if spec.docs_assets == "local":
         from ..asgi.docs_assets import DocsAssetsMiddleware

@@ -36,6 +36,9 @@ class ChildSpec:
     trusted: list[str]
     ready_timeout: float
     docs_assets: str
+    # Set for qkhyper's own servers (gateway, static): the one app is a factory
+    # called with these options, and served without the user-app middlewares.
+    options: dict[str, Any] | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -101,17 +104,7 @@ def make_plan(
         raise UsageError(f"--workers must be at least 1, got {workers}")
 
     def child(label: str, refs: list[AppRef]) -> ChildSpec:
-        return ChildSpec(
-            label=label,
-            apps=refs,
-            base_dir=str(settings.base_dir),
-            backend=qk.backend,
-            worker_class=qk.worker_class,
-            hypercorn=settings.hypercorn,
-            trusted=qk.forwarded_allow_ips,
-            ready_timeout=qk.ready_timeout,
-            docs_assets=qk.docs_assets,
-        )
+        return child_spec(settings, label, refs)
 
     specs = [settings.app(n) for n in chosen]
     if aio:
@@ -138,6 +131,43 @@ def make_plan(
         ready_timeout=qk.ready_timeout,
         port_map=str(settings.port_map_path()),
         names={n: ("aio" if aio else n) for n in chosen},
+    )
+
+
+def child_spec(settings: Settings, label: str, refs: list[AppRef], options: dict[str, Any] | None = None) -> ChildSpec:
+    qk = settings.qkhyper
+    return ChildSpec(
+        label=label,
+        apps=refs,
+        base_dir=str(settings.base_dir),
+        backend=qk.backend,
+        worker_class=qk.worker_class,
+        hypercorn=settings.hypercorn,
+        trusted=qk.forwarded_allow_ips,
+        ready_timeout=qk.ready_timeout,
+        docs_assets=qk.docs_assets,
+        options=options,
+    )
+
+
+def builtin_plan(
+    settings: Settings, label: str, factory: str, options: dict[str, Any], *, port: int, workers: int
+) -> ServePlan:
+    """A plan for one of qkhyper's own servers: `factory(options)` builds the app.
+
+    Raises:
+        UsageError: missing backend, bad worker count.
+    """
+    qk = settings.qkhyper
+    check_backend(qk.backend, qk.worker_class)
+    if workers < 1:
+        raise UsageError(f"--workers must be at least 1, got {workers}")
+    child = child_spec(settings, label, [AppRef(label, factory, "")], options)
+    return ServePlan(
+        units=[Unit(label, [""], qk.host, port, workers, child)],
+        graceful_timeout=settings.graceful_timeout,
+        ready_timeout=qk.ready_timeout,
+        port_map="",  # the port map records the apps, not qkhyper's own servers
     )
 
 

@@ -271,5 +271,6 @@ async def supervise(
         AppStartupError: a worker failed to import, start or get ready.
     """
     with bound_sockets(plan.units) as sockets:
-        write_port_map(Path(plan.port_map), port_map_entries(plan, sockets))
+        if plan.port_map:
+            write_port_map(Path(plan.port_map), port_map_entries(plan, sockets))
         return await Supervisor(plan, sockets, writer, reloader).run(task_status)
