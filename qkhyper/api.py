@@ -15,7 +15,9 @@ import trio
 
 from .config.load import DEMO_CONFIG, load_settings
 from .config.model import Settings
-from .errors import QkhyperError, UsageError
+from .config.portmap import read_port_map
+from .errors import ConfigError, QkhyperError, UsageError
+from .gateway.routes import app_routes, merge_routes, parse_target, parse_upstream, table_routes
 from .loader import load_app
 from .logs import LabelWriter, configure, format_table
 from .supervisor.plan import ServePlan, builtin_plan, make_plan
@@ -23,6 +25,7 @@ from .supervisor.reload import make_watch_plan
 from .supervisor.run import Reloader, supervise
 
 STATIC_FACTORY = "qkhyper.static.app:create"
+GATEWAY_FACTORY = "qkhyper.gateway.app:create"
 
 
 def serve(
@@ -87,8 +90,70 @@ def static(
     return _run(plan, None, stream, debug)
 
 
-def _run(plan: ServePlan, reloader: Reloader | None, stream: TextIO | None, debug: bool) -> int:
-    writer = LabelWriter(stream or sys.stderr, [unit.label for unit in plan.units])
+def gateway(
+    settings: Settings,
+    *,
+    upstreams: Sequence[str] = (),
+    workers: int = 1,
+    stream: TextIO | None = None,
+    debug: bool = False,
+) -> int:
+    """Serve `[qkhyper.gateway]`: the reverse proxy in front of the config's apps.
+
+    Args:
+        upstreams: `--upstream PREFIX:HOST[:PORT]` values, which move or add prefixes.
+
+    Raises:
+        ConfigError: duplicate prefixes, malformed upstreams, no route at all (exit 2).
+    """
+    options = gateway_options(settings, upstreams)
+    plan = builtin_plan(
+        settings, "gateway", GATEWAY_FACTORY, options, port=settings.qkhyper.gateway.port, workers=workers
+    )
+    writer = LabelWriter(stream or sys.stderr, ["gateway"])
+    for line in options["table"]:  # type: ignore[attr-defined]
+        writer.line("qkhyper", f"route {line}")
+    return _run(plan, None, stream, debug, writer)
+
+
+def gateway_options(settings: Settings, upstreams: Sequence[str] = ()) -> dict[str, object]:
+    """Everything a gateway worker needs, resolved in the parent (routes, ports, timeouts)."""
+    cfg = settings.qkhyper.gateway
+    apps = app_routes(settings, read_port_map(settings.port_map_path()), cfg.default_upstream)
+    app_ports = {route.prefix: route.targets[0][1] for route in apps}
+    cli = [parse_upstream(text, app_ports) for text in upstreams]
+    routes = merge_routes(apps, table_routes(cfg.upstreams), cli)
+    fallback = parse_target(cfg.fallback, None, "fallback") if cfg.fallback else None
+    if not routes and fallback is None:
+        raise ConfigError(f"{settings.source}: the gateway has no routes (no apps with a known port, no upstreams)")
+    table = [route.describe() for route in routes] + (
+        [f"(fallback) -> {fallback[0]}:{fallback[1]}"] if fallback else []
+    )
+    return {
+        "routes": [{"prefix": r.prefix, "targets": list(r.targets), "strip": r.strip} for r in routes],
+        "fallback": fallback,
+        "table": table,
+        "add_slashes": cfg.add_slashes,
+        "fastapi_redirect": cfg.fastapi_redirect,
+        "connect_timeout": cfg.connect_timeout,
+        "read_timeout": cfg.read_timeout,
+        "pool_idle_timeout": cfg.pool_idle_timeout,
+        "pool_max_idle": cfg.pool_max_idle,
+        "max_body_size": cfg.max_body_size,
+        "cors_origins": cfg.cors_origins,
+        "access_log": cfg.access_log,
+        "docs_assets": settings.qkhyper.docs_assets,
+    }
+
+
+def _run(
+    plan: ServePlan,
+    reloader: Reloader | None,
+    stream: TextIO | None,
+    debug: bool,
+    writer: LabelWriter | None = None,
+) -> int:
+    writer = writer or LabelWriter(stream or sys.stderr, [unit.label for unit in plan.units])
     configure(writer, debug)
     try:
         return trio.run(supervise, plan, writer, reloader)

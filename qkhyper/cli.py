@@ -85,6 +85,34 @@ def _add_static(sub: Any) -> None:
     parser.set_defaults(command="static")
 
 
+def _add_gateway(sub: Any) -> None:
+    text = "reverse proxy in front of the apps: one port, routed by prefix"
+    parser = sub.add_parser("gateway", help=text, description=text, epilog=EPILOG)
+    parser.add_argument(
+        "--upstream",
+        action="append",
+        default=[],
+        metavar="PREFIX:HOST[:PORT]",
+        help="move a prefix to another host/port, or add one (repeatable)",
+    )
+    parser.add_argument("--default-upstream", metavar="HOST", help="host of the apps' routes (default: 127.0.0.1)")
+    parser.add_argument("--fallback", metavar="HOST:PORT", help="where unmatched paths go (default: 404 JSON)")
+    flag = argparse.BooleanOptionalAction
+    parser.add_argument("--add-slashes", action=flag, help="redirect /prefix to /prefix/ (default: off)")
+    parser.add_argument(
+        "--fastapi-redirect", action=flag, help="follow an upstream's trailing-slash 307 internally (default: off)"
+    )
+    parser.add_argument("--cors-origin", action="append", metavar="ORIGIN", help="allow CORS from ORIGIN (repeatable)")
+    parser.add_argument(
+        "--max-body-size", type=int, metavar="BYTES", help="larger request bodies get 413 (default: none)"
+    )
+    parser.add_argument("--connect-timeout", type=float, metavar="S", help="upstream connect timeout (default: 5)")
+    parser.add_argument("--read-timeout", type=float, metavar="S", help="wait for response headers (default: 60)")
+    parser.add_argument("--access-log", action=flag, help="log route, status and upstream time (default: off)")
+    _server_options(parser, "gateway", 8000)
+    parser.set_defaults(command="gateway")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="qkhyper", description="Run a handful of ASGI apps, supervised, behind one gateway.", epilog=EPILOG
@@ -93,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
     _add_serve(sub, "serve", ["runserver"], False, "serve apps, each in its own supervised processes")
     _add_serve(sub, "runserver-aio", [], True, "serve all apps in one process (same as: serve --aio)")
+    _add_gateway(sub)
     _add_static(sub)
     check = sub.add_parser("check", help="validate the config, import every app, print the plan", epilog=EPILOG)
     _common(check)
@@ -103,6 +132,18 @@ def build_parser() -> argparse.ArgumentParser:
 # CLI flags that override a settings key: flag attribute -> path in the settings.
 _OVERRIDES: dict[str, dict[str, tuple[str, ...]]] = {
     "*": {"host": ("host",), "backend": ("backend",), "worker_class": ("worker_class",)},
+    "gateway": {
+        "port": ("gateway", "port"),
+        "default_upstream": ("gateway", "default_upstream"),
+        "fallback": ("gateway", "fallback"),
+        "add_slashes": ("gateway", "add_slashes"),
+        "fastapi_redirect": ("gateway", "fastapi_redirect"),
+        "cors_origin": ("gateway", "cors_origins"),
+        "max_body_size": ("gateway", "max_body_size"),
+        "connect_timeout": ("gateway", "connect_timeout"),
+        "read_timeout": ("gateway", "read_timeout"),
+        "access_log": ("gateway", "access_log"),
+    },
     "static": {
         "port": ("static", "port"),
         "root": ("static", "root"),
@@ -132,6 +173,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.command == "check":
         return api.check(settings())
+    if args.command == "gateway":
+        return api.gateway(settings(), upstreams=args.upstream, workers=args.workers, debug=args.debug)
     if args.command == "static":
         return api.static(settings(), workers=args.workers, debug=args.debug)
     return api.serve(

@@ -29,13 +29,21 @@ class AppSpec:
 
 @dataclass(frozen=True, slots=True)
 class GatewaySettings:
-    """`[qkhyper.gateway]`: read and validated now, used by `qkhyper gateway`."""
+    """`[qkhyper.gateway]`: the reverse proxy."""
 
     port: int = 8000
     default_upstream: str = "127.0.0.1"
     add_slashes: bool = False
     fastapi_redirect: bool = False
     upstreams: dict[str, list[str]] = field(default_factory=dict)
+    fallback: str = ""  # HOST:PORT for paths no prefix matches ("" -> 404 JSON)
+    connect_timeout: float = 5.0
+    read_timeout: float = 60.0  # until the response head; streams have no read timeout
+    pool_idle_timeout: float = 4.0  # below the 5 s keep-alive of hypercorn and uvicorn
+    pool_max_idle: int = 64  # idle keep-alive connections kept per target
+    max_body_size: int = 0  # bytes; 0 = unlimited
+    cors_origins: list[str] = field(default_factory=list)
+    access_log: bool = False
 
 
 @dataclass(frozen=True, slots=True)

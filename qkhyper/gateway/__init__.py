@@ -1,0 +1,1 @@
+"""`qkhyper gateway`: the reverse proxy in front of the apps."""
