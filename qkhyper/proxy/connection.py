@@ -43,6 +43,7 @@ class UpstreamConnection:
         self.h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD)
         self.idle_since = time.monotonic()
         self.timed_out = False  # set by the watchdog before it closes the stream
+        self.client_left = False  # likewise, when the client disconnected while we waited
         self.closed = False
         self._fd = stream.fileno()
 
@@ -92,6 +93,8 @@ class UpstreamConnection:
     def _failure(self, kind: str, detail: str) -> UpstreamError:
         if self.timed_out:
             return UpstreamError("timeout", "upstream did not answer in time")
+        if self.client_left:
+            return UpstreamError("client_left", "the client disconnected; upstream request abandoned")
         return UpstreamError(kind, detail)
 
     def reusable(self) -> bool:

@@ -88,6 +88,9 @@ class Forwarder:
             await send_json(send, 400, {"error": "bad request", "detail": str(exc)})
         except UpstreamError as exc:
             status = exc.status
+            if exc.kind == "client_left":
+                status = 499  # nginx's code for it, in the access log only: nobody is listening
+                return
             log.warning("%s %s -> %s: %s", scope["method"], scope["path"], route.prefix or "fallback", exc)
             await send_error(send, exc, route)
         finally:

@@ -2,7 +2,9 @@
 
 Subprotocols are negotiated end to end (the client's offer goes upstream, the
 upstream's choice comes back in `websocket.accept`), and close codes and
-reasons are relayed both ways. 1005, 1006 and 1015 describe a close without a
+reasons are relayed both ways (Hypercorn reports every client close to its
+app as 1006, so a client's own code only survives with the uvicorn backend, on
+the gateway and on the upstream). 1005, 1006 and 1015 describe a close without a
 frame and may not be sent on the wire, so they become 1000 and 1011.
 """
 
@@ -13,6 +15,7 @@ import time
 
 import anyio
 from wsproto import ConnectionType, WSConnection
+from wsproto.connection import ConnectionState
 from wsproto.events import (
     AcceptConnection,
     BytesMessage,
@@ -168,7 +171,8 @@ async def _relay_upstream(send: Send, stream: NetworkStream, ws: WSConnection) -
             elif isinstance(event, Ping):
                 await _send_upstream(stream, ws, event.response())
             elif isinstance(event, CloseConnection):
-                await _send_upstream(stream, ws, event.response())
+                if ws.state is ConnectionState.REMOTE_CLOSING:  # not the answer to our own close
+                    await _send_upstream(stream, ws, event.response())
                 return wire_code(event.code), event.reason or ""
 
 
