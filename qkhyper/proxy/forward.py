@@ -195,6 +195,9 @@ class Forwarder:
     ) -> None:
         event = response.event
         head = response_headers(event.headers)
+        if head.conflicting:
+            await response.conn.aclose()
+            raise UpstreamError("protocol", "upstream response has both Content-Length and Transfer-Encoding")
         headers = head.headers
         if head.location >= 0:
             prefix = route.prefix if route.strip else ""
@@ -291,35 +294,46 @@ class _Body:
 
 async def _stream_body(conn: UpstreamConnection, send: Send, route: Route) -> None:
     """Send each upstream chunk on; a chunk followed by the end goes as the last one."""
-    event = await conn.next_event()
-    while True:
-        if isinstance(event, h11.Data):
-            after = conn.peek()
-            if isinstance(after, h11.EndOfMessage):
-                await send({"type": "http.response.body", "body": event.data})
+    try:
+        event = await conn.next_event()
+        while True:
+            if isinstance(event, h11.Data):
+                after = conn.peek()
+                if isinstance(after, h11.EndOfMessage):
+                    await send({"type": "http.response.body", "body": event.data})
+                    return
+                await send({"type": "http.response.body", "body": event.data, "more_body": True})
+                event = await conn.next_event() if after is h11.NEED_DATA else after  # type: ignore[assignment]
+            elif isinstance(event, h11.EndOfMessage):
+                await send({"type": "http.response.body", "body": b""})
                 return
-            await send({"type": "http.response.body", "body": event.data, "more_body": True})
-            event = await conn.next_event() if after is h11.NEED_DATA else after  # type: ignore[assignment]
-        elif isinstance(event, h11.EndOfMessage):
-            await send({"type": "http.response.body", "body": b""})
-            return
-        else:  # h11.ConnectionClosed before the end: the upstream died mid-body
-            raise _MidBody(route)
+            else:  # h11.ConnectionClosed before the end
+                raise UpstreamError("closed", "connection closed")
+    except UpstreamError as exc:
+        if exc.kind == "client_left":
+            raise
+        raise _MidBody(route) from None
 
 
 async def _stream_watched(conn: UpstreamConnection, send: Send, receive: Receive, route: Route) -> None:
     """Stream a long or endless body; if the client leaves, stop and drop the upstream connection."""
+    failure: UpstreamError | None = None
     async with anyio.create_task_group() as group:
 
         async def watch_client() -> None:
             while (await receive())["type"] != "http.disconnect":
                 pass
+            conn.client_left = True
             await conn.aclose()
-            group.cancel_scope.cancel()
 
         group.start_soon(watch_client)
-        await _stream_body(conn, send, route)
+        try:
+            await _stream_body(conn, send, route)
+        except UpstreamError as exc:  # raised after the group, not wrapped in an exception group
+            failure = exc
         group.cancel_scope.cancel()
+    if failure is not None:
+        raise failure
 
 
 class _MidBody(UpstreamError):

@@ -114,17 +114,19 @@ class ResponseHead:
     event_stream: bool = False
     length: int | None = None  # Content-Length, if the upstream sent a valid one
     location: int = -1  # index of the Location header in `headers`, -1 if none
+    conflicting: bool = False  # Content-Length and Transfer-Encoding both: a smuggling risk, refused
 
 
 def response_headers(raw: Iterable[tuple[bytes, bytes]]) -> ResponseHead:
     """Drop hop-by-hop headers (Content-Length is kept, so the server frames by length)."""
     head = ResponseHead([])
     named: set[bytes] = set()
-    accel = False
+    accel = chunked = False
     for name, value in raw:
         if name in _RESPONSE_DROPPED:
             if name == b"connection":
                 named |= {t.strip().lower() for t in value.split(b",")}
+            chunked = chunked or name == b"transfer-encoding"
             continue
         if name == b"content-length":
             head.length = int(value) if value.isdigit() else None
@@ -140,6 +142,7 @@ def response_headers(raw: Iterable[tuple[bytes, bytes]]) -> ResponseHead:
         head.location = next((i for i, (k, _) in enumerate(head.headers) if k == b"location"), -1)
     if head.event_stream and not accel:
         head.headers.append((b"x-accel-buffering", b"no"))
+    head.conflicting = chunked and head.length is not None
     return head
 
 

@@ -133,6 +133,7 @@ async def ws_echo(websocket: WebSocket) -> None:
 app = Starlette(
     routes=[
         Route("/echo", echo, methods=["GET", "POST", "PUT", "DELETE", "HEAD"]),
+        Route("/raw/{rest:path}", echo),
         Route("/cookies", cookies),
         Route("/events", events),
         Route("/download", download),

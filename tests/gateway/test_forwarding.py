@@ -55,8 +55,11 @@ def test_forwarding_rules(stack: StackFactory, backend: str) -> None:
 
 def test_raw_path_and_repeated_set_cookie(stack: StackFactory) -> None:
     s = stack()
-    status, body = raw_request(s.port, b"GET /up/echo%2Fx/../y?q=%ff HTTP/1.1\r\nHost: gw\r\n\r\n")
-    assert status == 404  # the upstream got the raw bytes, unchanged, and has no such route
+    status, body = raw_request(s.port, b"GET /up/raw/a%2Fb%20c/%2e%2e/d?q=%ff HTTP/1.1\r\nHost: gw\r\n\r\n")
+    assert status == 200
+    seen = json.loads(body)
+    assert seen["raw_path"] == "/up/raw/a%2Fb%20c/%2e%2e/d"  # the bytes after the prefix, untouched
+    assert seen["query"] == "q=%ff"
     cookies = httpx.get(f"{s.url}/up/cookies")
     assert cookies.headers.get_list("set-cookie") == ["a=1", "b=2"]
     echo = httpx.get(f"{s.url}/up/echo?q=%ff").json()
