@@ -6,14 +6,11 @@ import logging
 from typing import Any
 from urllib.parse import unquote_to_bytes, urlsplit
 
-import anyio
-
 from ..asgi.responses import send_json
 from ..asgi.types import ASGIApp, Receive, Scope, Send
-from ..proxy.forward import Forwarder, ProxyOptions, Route, _Response
-from ..proxy.pool import Pool, Upstreams
-from ..proxy.watchdog import Watchdog
-from ..proxy.websocket import forward_websocket
+from ..proxy.core import CoreOptions, ProxyCore
+from ..proxy.forward import Route, _Response
+from ..proxy.pool import Upstreams
 from .docs_fix import fix_body, wants_fix
 
 log = logging.getLogger("qkhyper.gateway")
@@ -48,15 +45,14 @@ def suspicious(raw_path: bytes, depth: int) -> bool:
 
 
 class GatewayApp:
-    def __init__(self, table: RouteTable, forwarder: Forwarder, *, add_slashes: bool, connect_timeout: float) -> None:
+    def __init__(self, table: RouteTable, core: ProxyCore, *, add_slashes: bool) -> None:
         self.table = table
-        self.forward = forwarder
+        self.core = core
         self.add_slashes = add_slashes
-        self.connect_timeout = connect_timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            await self._lifespan(receive, send)
+            await self.core.lifespan(receive, send)
             return
         raw: bytes = scope.get("raw_path") or scope["path"].encode()
         if scope.get("method") == "CONNECT" or not raw.startswith(b"/") or suspicious(raw, self.table.depth):
@@ -66,12 +62,10 @@ class GatewayApp:
         if route is None:
             body = {"error": "not found", "path": scope["path"], "prefixes": self.table.prefixes}
             await self._reject(scope, send, 404, body)
-        elif scope["type"] == "websocket":
-            await forward_websocket(scope, receive, send, route, self.connect_timeout)
-        elif self.add_slashes and route.prefix and raw == route.prefix.encode():
+        elif self.add_slashes and scope["type"] == "http" and route.prefix and raw == route.prefix.encode():
             await self._add_slash(scope, send, raw)
         else:
-            await self.forward(scope, receive, send, route)
+            await self.core.handle(scope, receive, send, route)
 
     async def _reject(self, scope: Scope, send: Send, status: int, body: dict[str, Any]) -> None:
         if scope["type"] == "websocket":
@@ -83,16 +77,6 @@ class GatewayApp:
         query = scope.get("query_string", b"")
         location = raw + b"/" + (b"?" + query if query else b"")
         await send_json(send, 307, {"redirect": location.decode("latin-1")}, [(b"location", location)])
-
-    async def _lifespan(self, receive: Receive, send: Send) -> None:
-        await receive()  # startup
-        async with anyio.create_task_group() as group:
-            group.start_soon(self.forward.watchdog.run, group)
-            await send({"type": "lifespan.startup.complete"})
-            await receive()  # shutdown
-            group.cancel_scope.cancel()
-        await self.forward.pool.aclose()
-        await send({"type": "lifespan.shutdown.complete"})
 
 
 def _fastapi_redirect(route: Route, path: bytes, response: _Response) -> bytes | None:
@@ -120,24 +104,23 @@ def _routes(options: dict[str, Any]) -> tuple[list[Route], Route | None]:
 def create(options: dict[str, Any]) -> ASGIApp:
     """The gateway app for `options` (built by `qkhyper.api.gateway`)."""
     routes, fallback = _routes(options)
-    pool = Pool(
-        max_idle=options["pool_max_idle"],
-        idle_timeout=options["pool_idle_timeout"],
-        connect_timeout=options["connect_timeout"],
+    core = ProxyCore(
+        CoreOptions(
+            connect_timeout=options["connect_timeout"],
+            read_timeout=options["read_timeout"],
+            pool_idle_timeout=options["pool_idle_timeout"],
+            pool_max_idle=options["pool_max_idle"],
+            max_body_size=options["max_body_size"],
+            access_log=options["access_log"],
+        )
     )
-    proxy_options = ProxyOptions(options["read_timeout"], options["max_body_size"], options["access_log"])
-    forwarder = Forwarder(pool, Watchdog(), proxy_options)
+    forwarder = core.forward
     forwarder.body_hook = lambda route, path: (
         (lambda p, body: fix_body(p, body, route.prefix)) if route.strip and route.prefix and wants_fix(path) else None
     )
     if options["fastapi_redirect"]:
         forwarder.redirect_hook = _fastapi_redirect
-    app: ASGIApp = GatewayApp(
-        RouteTable(routes, fallback),
-        forwarder,
-        add_slashes=options["add_slashes"],
-        connect_timeout=options["connect_timeout"],
-    )
+    app: ASGIApp = GatewayApp(RouteTable(routes, fallback), core, add_slashes=options["add_slashes"])
     if options["docs_assets"] == "local":
         from ..asgi.docs_assets import DocsAssetsMiddleware
 
