@@ -21,6 +21,7 @@ from ..config.portmap import write_port_map
 from ..errors import QkhyperError
 from ..logs import SUPERVISOR_LABEL, LabelWriter, format_table
 from .plan import ServePlan, Unit
+from .reaper import reap_forever
 from .reload import WatchPlan, watch
 from .signals import HANDLED, Command, command_for
 from .slot import Slot, SlotConfig
@@ -78,6 +79,8 @@ class Supervisor:
             with trio.open_signal_receiver(*HANDLED) as signals:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._handle_signals, signals, nursery)
+                    if os.getpid() == 1:
+                        nursery.start_soon(reap_forever, self._worker_pids)
                     with self._starting:
                         await self._start_all(nursery)
                     if not self.draining:
@@ -118,6 +121,9 @@ class Supervisor:
             self.slots[unit.label].remove(slot)
             raise
         return slot
+
+    def _worker_pids(self) -> set[int]:
+        return {worker.pid for slot in self._all_slots() for worker in slot.spawned}
 
     def _all_slots(self) -> list[Slot]:
         return [slot for group in self.slots.values() for slot in group] + self.retiring

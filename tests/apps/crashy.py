@@ -38,3 +38,18 @@ async def _ignores_shutdown(app: FastAPI):
 
 
 ignores_shutdown = FastAPI(lifespan=_ignores_shutdown)
+
+
+@asynccontextmanager
+async def _abandons_a_child(app: FastAPI):
+    # Double fork: the grandchild is re-parented to PID 1 and exits at once.
+    pid = os.fork()
+    if pid == 0:
+        if os.fork() == 0:
+            os._exit(0)
+        os._exit(0)
+    os.waitpid(pid, 0)
+    yield
+
+
+abandons_a_child = FastAPI(lifespan=_abandons_a_child)

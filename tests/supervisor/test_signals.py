@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -184,3 +187,52 @@ def test_shutdown_deadline_kills_a_stuck_app(project: Path, run_qkhyper: type[Qk
     server.signal(signal.SIGTERM)
     assert server.wait(timeout=30) == 0
     assert not alive(pid)
+
+
+@pytest.mark.skipif(
+    shutil.which("unshare") is None or os.geteuid() != 0, reason="needs root and unshare for a PID namespace"
+)
+def test_as_pid_1_orphans_are_reaped(project: Path) -> None:
+    config = write_config(project, [{"name": "orphans", "app": "apps.crashy:abandons_a_child", "workers": 2}])
+    process = subprocess.Popen(
+        [
+            "unshare",
+            "--pid",
+            "--fork",
+            "--kill-child",
+            sys.executable,
+            "-m",
+            "qkhyper",
+            "serve",
+            "--config",
+            str(config),
+        ],
+        cwd=project,
+        env=clean_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        lines = []
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.append(line)
+            if "ready:" in line:
+                break
+        assert any("running as PID 1: reaping orphaned processes" in line for line in lines), "".join(lines)
+        supervisor = psutil.Process(process.pid).children()[0]  # qkhyper, PID 1 inside the namespace
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            zombies = [c for c in supervisor.children() if c.status() == psutil.STATUS_ZOMBIE]
+            if not zombies:
+                break
+            time.sleep(0.2)
+        assert zombies == []
+        assert len(supervisor.children()) == 2  # only the two workers are left
+        supervisor.terminate()  # unshare itself does not pass signals on
+        assert process.wait(30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
