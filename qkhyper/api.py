@@ -20,7 +20,7 @@ from .errors import ConfigError, QkhyperError, UsageError
 from .gateway.routes import app_routes, merge_routes, parse_target, parse_upstream, table_routes
 from .loader import load_app
 from .logs import LabelWriter, configure, format_table
-from .supervisor.plan import ServePlan, builtin_plan, make_plan
+from .supervisor.plan import EVERY_APP, Selection, ServePlan, builtin_plan, make_plan
 from .supervisor.reload import make_watch_plan
 from .supervisor.run import Reloader, supervise
 
@@ -30,12 +30,8 @@ GATEWAY_FACTORY = "qkhyper.gateway.app:create"
 
 def serve(
     settings: Settings,
-    names: Sequence[str] = (),
+    selection: Selection = EVERY_APP,
     *,
-    exclude: Sequence[str] = (),
-    aio: bool = False,
-    port: int | None = None,
-    workers: int | None = None,
     reload: bool = False,
     reload_dirs: Sequence[str] = (),
     reload_settings: Callable[[], Settings] | None = None,
@@ -45,6 +41,7 @@ def serve(
     """Serve the selected apps until SIGINT/SIGTERM; return the exit code.
 
     Args:
+        selection: which apps, and how (`--aio`, `--port`, `--workers`).
         reload: watch the apps' sources, the config and `reload_dirs`, and roll
             the affected workers on a change.
         reload_settings: how to re-read the settings when the config file
@@ -53,11 +50,7 @@ def serve(
     Raises:
         QkhyperError: usage and config errors (exit 2), start failures (exit 1).
     """
-
-    def plan_from(current: Settings) -> ServePlan:
-        return make_plan(current, names, exclude=exclude, aio=aio, port=port, workers=workers)
-
-    plan = plan_from(settings)
+    plan = make_plan(settings, selection)
     reloader = None
     if reload or reload_dirs:
         for folder in reload_dirs:
@@ -65,7 +58,7 @@ def serve(
                 raise UsageError(f"--reload-dir {folder}: no such folder")
         reread = reload_settings or (lambda: load_settings(str(settings.config_file or DEMO_CONFIG)))
         watch_plan = make_watch_plan(plan, settings.base_dir, settings.config_file, reload_dirs)
-        reloader = Reloader(watch_plan, lambda: plan_from(reread()))
+        reloader = Reloader(watch_plan, lambda: make_plan(reread(), selection))
     return _run(plan, reloader, stream, debug)
 
 

@@ -17,6 +17,7 @@ from . import __version__, api
 from .config import Settings, load_settings
 from .config.model import BACKENDS, WORKER_CLASSES
 from .errors import QkhyperError
+from .supervisor.plan import Selection
 
 EPILOG = "Config lookup: --config, then $QKHYPER_CONFIG, then ./hypercorn.toml, then the bundled demo."
 
@@ -177,13 +178,10 @@ def run(args: argparse.Namespace) -> int:
         return api.gateway(settings(), upstreams=args.upstream, workers=args.workers, debug=args.debug)
     if args.command == "static":
         return api.static(settings(), workers=args.workers, debug=args.debug)
+    selection = Selection(args.apps, args.exclude, args.aio, args.port, args.workers)
     return api.serve(
         settings(),
-        args.apps,
-        exclude=args.exclude,
-        aio=args.aio,
-        port=args.port,
-        workers=args.workers,
+        selection,
         reload=args.reload,
         reload_dirs=args.reload_dir,
         reload_settings=settings,

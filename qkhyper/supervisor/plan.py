@@ -83,23 +83,30 @@ def select_apps(settings: Settings, names: Sequence[str], exclude: Sequence[str]
     return chosen
 
 
-def make_plan(
-    settings: Settings,
-    names: Sequence[str] = (),
-    *,
-    exclude: Sequence[str] = (),
-    aio: bool = False,
-    port: int | None = None,
-    workers: int | None = None,
-) -> ServePlan:
-    """Turn settings plus CLI selection into units.
+@dataclass(frozen=True)
+class Selection:
+    """What `serve` was asked to run: `serve [APP ...] [--exclude ...] [--aio] [--port] [--workers]`."""
+
+    names: Sequence[str] = ()
+    exclude: Sequence[str] = ()
+    aio: bool = False
+    port: int | None = None
+    workers: int | None = None
+
+
+EVERY_APP = Selection()
+
+
+def make_plan(settings: Settings, selection: Selection = EVERY_APP) -> ServePlan:
+    """Turn settings plus the command line's selection into units.
 
     Raises:
         UsageError: unknown app, `--port` with several apps, missing backend.
     """
     qk = settings.qkhyper
     check_backend(qk.backend, qk.worker_class)
-    chosen = select_apps(settings, names, exclude)
+    names, aio, port, workers = selection.names, selection.aio, selection.port, selection.workers
+    chosen = select_apps(settings, names, selection.exclude)
     if workers is not None and workers < 1:
         raise UsageError(f"--workers must be at least 1, got {workers}")
 

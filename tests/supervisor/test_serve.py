@@ -93,6 +93,8 @@ def _connect_after_listener_closed(port: int) -> None:
                 pass
         except ConnectionRefusedError as exc:
             raise httpx.ConnectError("refused") from exc
+        except ConnectionResetError:
+            pass  # queued just as the last listener closed: dropped, not left hanging
         threading.Event().wait(0.05)
 
 

@@ -1,0 +1,18 @@
+"""The public surface: short, sorted, complete (as httpx checks its own)."""
+
+import qkhyper
+
+
+def test_all_is_sorted_and_complete() -> None:
+    assert qkhyper.__all__ == sorted(qkhyper.__all__)
+    public = {name for name in vars(qkhyper) if not name.startswith("_")}
+    modules = {"api", "asgi", "config", "errors", "supervisor", "loader", "logs", "backends", "cli", "gateway", "static"}
+    assert set(qkhyper.__all__) == public - modules - {"annotations"}
+    for name in qkhyper.__all__:
+        assert getattr(qkhyper, name) is not None
+
+
+def test_the_api_serves_without_the_cli(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    settings = qkhyper.load_settings(env={})
+    assert qkhyper.check(settings) == 0
