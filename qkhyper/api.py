@@ -20,7 +20,7 @@ from .errors import ConfigError, QkhyperError, UsageError
 from .gateway.routes import app_routes, merge_routes, parse_target, parse_upstream, table_routes
 from .loader import load_app
 from .logs import LabelWriter, configure, format_table
-from .supervisor.plan import EVERY_APP, Selection, ServePlan, builtin_plan, make_plan
+from .supervisor.plan import EVERY_APP, Selection, ServePlan, builtin_plan, make_plan, with_debug
 from .supervisor.reload import make_watch_plan
 from .supervisor.run import Reloader, supervise
 
@@ -147,6 +147,8 @@ def _run(
     writer: LabelWriter | None = None,
 ) -> int:
     writer = writer or LabelWriter(stream or sys.stderr, [unit.label for unit in plan.units])
+    if debug:
+        plan = with_debug(plan)
     configure(writer, debug)
     try:
         return trio.run(supervise, plan, writer, reloader)

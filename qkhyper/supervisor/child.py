@@ -87,20 +87,20 @@ def build_app(spec: ChildSpec, reporter: Reporter) -> ASGIApp:
     return ProxyHeadersMiddleware(app, TrustedPeers(spec.trusted))
 
 
-def _log_to_stderr() -> None:
+def _log_to_stderr(debug: bool) -> None:
     """qkhyper's own records in a child; the servers configure their loggers themselves."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("[%(levelname)s] %(message)s"))
     logger = logging.getLogger("qkhyper")
     logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
+    logger.setLevel(logging.DEBUG if debug else logging.INFO)
     logger.propagate = False
 
 
 def run(spec: ChildSpec, fd: int, ready_fd: int, lifeline_fd: int) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # only the supervisor decides how we stop
     watch_lifeline(lifeline_fd)
-    _log_to_stderr()
+    _log_to_stderr(spec.debug)
     reporter = Reporter(ready_fd)
     try:
         app = build_app(spec, reporter)

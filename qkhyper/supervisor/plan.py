@@ -7,6 +7,7 @@ all selected apps in `--aio` mode. `ChildSpec` is what a worker process is told
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 from collections.abc import Sequence
@@ -39,6 +40,7 @@ class ChildSpec:
     # Set for qkhyper's own servers (gateway, static): the one app is a factory
     # called with these options, and served without the user-app middlewares.
     options: dict[str, Any] | None = None
+    debug: bool = False  # --debug: qkhyper's own debug lines from the worker too
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -95,6 +97,11 @@ class Selection:
 
 
 EVERY_APP = Selection()
+
+
+def with_debug(plan: ServePlan) -> ServePlan:
+    units = [dataclasses.replace(u, child=dataclasses.replace(u.child, debug=True)) for u in plan.units]
+    return dataclasses.replace(plan, units=units)
 
 
 def make_plan(settings: Settings, selection: Selection = EVERY_APP) -> ServePlan:

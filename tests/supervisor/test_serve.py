@@ -279,3 +279,10 @@ def test_help_lists_every_option_with_defaults(project: Path) -> None:
     for option in ("--aio", "--exclude", "--host", "--port", "--workers", "--backend", "--worker-class", "--debug"):
         assert option in serve_help
     assert serve_help.count("(default:") >= 9
+
+
+def test_debug_puts_the_apps_traceback_in_its_log(project: Path) -> None:
+    config = write_config(project, [{"name": "db", "app": "apps.broken:startup_fails"}])
+    result = run_cli(["serve", "--debug", "--config", str(config)], project)
+    assert result.returncode == 1
+    assert any(line.startswith("db ") and 'raise RuntimeError("database unreachable")' in line for line in result.stderr.splitlines())
