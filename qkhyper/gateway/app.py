@@ -9,7 +9,7 @@ from urllib.parse import unquote_to_bytes, urlsplit
 from ..asgi.responses import send_json
 from ..asgi.types import ASGIApp, Receive, Scope, Send
 from ..proxy.core import CoreOptions, ProxyCore
-from ..proxy.forward import Route, _Response
+from ..proxy.forward import Route, UpstreamResponse
 from ..proxy.pool import Upstreams
 from .docs_fix import fix_body, wants_fix
 
@@ -79,7 +79,7 @@ class GatewayApp:
         await send_json(send, 307, {"redirect": location.decode("latin-1")}, [(b"location", location)])
 
 
-def _fastapi_redirect(route: Route, path: bytes, response: _Response) -> bytes | None:
+def _fastapi_redirect(route: Route, path: bytes, response: UpstreamResponse) -> bytes | None:
     """The path an upstream's trailing-slash redirect points to, if that is all it is."""
     if response.event.status_code not in (307, 308):
         return None

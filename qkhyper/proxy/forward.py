@@ -24,7 +24,9 @@ from .protocol import (
     IDEMPOTENT,
     BadRequest,
     RequestHead,
+    public_origin,
     request_head,
+    request_host,
     response_headers,
     rewrite_location,
     upstream_target,
@@ -59,7 +61,7 @@ class ProxyOptions:
     access_log: bool = False
 
 
-class _Response:
+class UpstreamResponse:
     """What came back, for the body stage and the access log."""
 
     def __init__(self, conn: UpstreamConnection, event: h11.Response, target: Target) -> None:
@@ -75,7 +77,7 @@ class Forwarder:
         self.options = options
         self.redirects: dict[tuple[str, bytes], bytes] = {}  # --fastapi-redirect memory
         self.body_hook: Callable[[Route, bytes], BodyHook | None] | None = None
-        self.redirect_hook: Callable[[Route, bytes, _Response], bytes | None] | None = None
+        self.redirect_hook: Callable[[Route, bytes, UpstreamResponse], bytes | None] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send, route: Route) -> None:
         started = time.monotonic()
@@ -114,7 +116,7 @@ class Forwarder:
         if self.redirect_hook is not None:
             path = self.redirects.get((route.prefix, path), path)
         target = upstream_target(path, scope.get("query_string", b""), 0)
-        host = _host(scope)
+        host = request_host(scope)
         head = request_head(scope, target, route.prefix if route.strip else "", host)
         if self.options.max_body_size and (head.length or 0) > self.options.max_body_size:
             await send_json(send, 413, {"error": "request body too large", "limit": self.options.max_body_size})
@@ -125,7 +127,7 @@ class Forwarder:
         await self._relay(scope, receive, send, route, response, path)
         return response.event.status_code, response.target
 
-    async def _exchange(self, route: Route, head: RequestHead, body: _Body, receive: Receive) -> _Response:
+    async def _exchange(self, route: Route, head: RequestHead, body: _Body, receive: Receive) -> UpstreamResponse:
         """Send the request to the first target that takes it; return the response head."""
         error: UpstreamError | None = None
         for target in route.upstreams.order(time.monotonic()):
@@ -134,7 +136,7 @@ class Forwarder:
                 if conn is None:
                     break
                 try:
-                    return _Response(conn, await self._round_trip(conn, head, body, receive), target)
+                    return UpstreamResponse(conn, await self._round_trip(conn, head, body, receive), target)
                 except UpstreamError as exc:
                     await conn.aclose()
                     error = exc
@@ -176,8 +178,8 @@ class Forwarder:
             self.watchdog.unwatch(token)
 
     async def _follow_redirect(
-        self, route: Route, head: RequestHead, body: _Body, receive: Receive, response: _Response, path: bytes
-    ) -> _Response:
+        self, route: Route, head: RequestHead, body: _Body, receive: Receive, response: UpstreamResponse, path: bytes
+    ) -> UpstreamResponse:
         if self.redirect_hook is None or head.length != 0 or head.chunked:
             return response
         new_path = self.redirect_hook(route, path, response)
@@ -191,7 +193,7 @@ class Forwarder:
         return await self._exchange(route, again, body, receive)
 
     async def _relay(
-        self, scope: Scope, receive: Receive, send: Send, route: Route, response: _Response, path: bytes
+        self, scope: Scope, receive: Receive, send: Send, route: Route, response: UpstreamResponse, path: bytes
     ) -> None:
         event = response.event
         head = response_headers(event.headers)
@@ -202,7 +204,7 @@ class Forwarder:
         if head.location >= 0:
             prefix = route.prefix if route.strip else ""
             name, value = headers[head.location]
-            headers[head.location] = (name, rewrite_location(value, response.target, _public(scope), prefix))
+            headers[head.location] = (name, rewrite_location(value, response.target, public_origin(scope), prefix))
         conn = response.conn
         hook = self.body_hook(route, path) if self.body_hook and scope["method"] == "GET" else None
         if hook is not None and 200 <= event.status_code < 300 and (head.length or 0) <= REWRITE_LIMIT:
@@ -344,19 +346,6 @@ class _MidBody(UpstreamError):
 async def _drain(conn: UpstreamConnection) -> None:
     while not isinstance(event := await conn.next_event(), (h11.EndOfMessage, h11.ConnectionClosed)):
         del event
-
-
-def _host(scope: Scope) -> bytes:
-    for name, value in scope["headers"]:
-        if name == b"host":
-            return bytes(value)
-    server = scope.get("server") or ("localhost", None)
-    return f"{server[0]}:{server[1]}".encode() if server[1] else str(server[0]).encode()
-
-
-def _public(scope: Scope) -> bytes:
-    scheme = str(scope.get("scheme", "http"))
-    return {"ws": "http", "wss": "https"}.get(scheme, scheme).encode() + b"://" + _host(scope)
 
 
 STATUS_TEXT = {502: "bad gateway", 504: "gateway timeout", 413: "request body too large"}

@@ -171,3 +171,18 @@ def upstream_target(raw_path: bytes, query: bytes, strip: int) -> bytes:
     if not path.startswith(b"/"):
         path = b"/" + path
     return path + b"?" + query if query else path
+
+
+def request_host(scope: MutableMapping[str, Any]) -> bytes:
+    """The Host the client asked for (kept upstream, so apps build public URLs)."""
+    for name, value in scope["headers"]:
+        if name == b"host":
+            return bytes(value)
+    server = scope.get("server") or ("localhost", None)
+    return f"{server[0]}:{server[1]}".encode() if server[1] else str(server[0]).encode()
+
+
+def public_origin(scope: MutableMapping[str, Any]) -> bytes:
+    """`scheme://host` as the client used it, for rewriting Locations."""
+    scheme = str(scope.get("scheme", "http"))
+    return {"ws": "http", "wss": "https"}.get(scheme, scheme).encode() + b"://" + request_host(scope)

@@ -30,8 +30,8 @@ from wsproto.events import (
 from ..asgi.types import Receive, Scope, Send
 from .backend import NetworkStream
 from .connection import READ_SIZE, Target, UpstreamConnection, UpstreamError
-from .forward import Route, _host
-from .protocol import HOP_BY_HOP, upstream_target
+from .forward import Route
+from .protocol import HOP_BY_HOP, request_host, upstream_target
 
 log = logging.getLogger("qkhyper.proxy")
 
@@ -101,7 +101,7 @@ async def _handshake(
     if route.strip and route.prefix:
         headers.append((b"x-forwarded-prefix", route.prefix.encode()))
     request = Request(
-        host=_host(scope).decode("latin-1"),
+        host=request_host(scope).decode("latin-1"),
         target=path.decode("latin-1"),
         subprotocols=list(scope.get("subprotocols", [])),
         extra_headers=headers,
