@@ -20,6 +20,7 @@ from .errors import ConfigError, QkhyperError, UsageError
 from .gateway.routes import app_routes, merge_routes, parse_target, parse_upstream, table_routes
 from .loader import load_app
 from .logs import LabelWriter, configure, format_table
+from .static.app import api_target_address
 from .supervisor.plan import EVERY_APP, Selection, ServePlan, builtin_plan, make_plan, with_debug
 from .supervisor.reload import make_watch_plan
 from .supervisor.run import Reloader, supervise
@@ -78,6 +79,7 @@ def static(
     root = (settings.base_dir / cfg.root).resolve()
     if not root.is_dir():
         raise UsageError(f"static root not found: {cfg.root} (resolved to {root})")
+    api_target_address(cfg.api_target)  # a bad target is a usage error here, not in every worker
     options = {"root": str(root), "api_prefix": cfg.api_prefix, "api_target": cfg.api_target}
     plan = builtin_plan(settings, "static", STATIC_FACTORY, options, port=cfg.port, workers=workers)
     return _run(plan, None, stream, debug)

@@ -56,3 +56,17 @@ class ProxyCore:
             group.cancel_scope.cancel()
         await self.forward.pool.aclose()
         await send({"type": "lifespan.shutdown.complete"})
+
+
+class PrefixProxy:
+    """An ASGI app that sends everything to one route: `static`'s API prefix."""
+
+    def __init__(self, core: ProxyCore, route: Route) -> None:
+        self.core = core
+        self.route = route
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self.core.lifespan(receive, send)
+        else:
+            await self.core.handle(scope, receive, send, self.route)
