@@ -6,7 +6,19 @@ import qkhyper
 def test_all_is_sorted_and_complete() -> None:
     assert qkhyper.__all__ == sorted(qkhyper.__all__)
     public = {name for name in vars(qkhyper) if not name.startswith("_")}
-    modules = {"api", "asgi", "config", "errors", "supervisor", "loader", "logs", "backends", "cli", "gateway", "static"}
+    modules = {
+        "api",
+        "asgi",
+        "config",
+        "errors",
+        "supervisor",
+        "loader",
+        "logs",
+        "backends",
+        "cli",
+        "gateway",
+        "static",
+    }
     assert set(qkhyper.__all__) == public - modules - {"annotations"}
     for name in qkhyper.__all__:
         assert getattr(qkhyper, name) is not None

@@ -54,7 +54,9 @@ def test_demo_page_shows_both_apps_through_gateway(
     orders = browser.evaluate(page, "[...document.querySelectorAll('#orders li')].map(li => li.textContent)")
     assert any("Ada" in text for text in users) and any("Grace" in text for text in users)
     assert any("keyboard" in text for text in orders) and any("compiler" in text for text in orders)
-    events = browser.wait_for(page, "document.querySelectorAll('#events li').length >= 2 && document.getElementById('events').textContent")
+    events = browser.wait_for(
+        page, "document.querySelectorAll('#events li').length >= 2 && document.getElementById('events').textContent"
+    )
     assert "users event" in events
 
 

@@ -285,4 +285,7 @@ def test_debug_puts_the_apps_traceback_in_its_log(project: Path) -> None:
     config = write_config(project, [{"name": "db", "app": "apps.broken:startup_fails"}])
     result = run_cli(["serve", "--debug", "--config", str(config)], project)
     assert result.returncode == 1
-    assert any(line.startswith("db ") and 'raise RuntimeError("database unreachable")' in line for line in result.stderr.splitlines())
+    assert any(
+        line.startswith("db ") and 'raise RuntimeError("database unreachable")' in line
+        for line in result.stderr.splitlines()
+    )
