@@ -35,6 +35,8 @@ class RouteTable:
 
 def suspicious(raw_path: bytes, depth: int) -> bool:
     """`.`/`..` or an encoded slash in the segments a prefix could match: path confusion."""
+    if b"%" not in raw_path and b"." not in raw_path and b"\\" not in raw_path:
+        return False  # the common case, without splitting
     for segment in raw_path.split(b"/", depth + 1)[1 : depth + 1]:
         lowered = segment.lower()
         if b"%2f" in lowered or b"%5c" in lowered or b"\\" in segment:

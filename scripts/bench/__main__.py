@@ -22,7 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -52,7 +52,7 @@ worker_class = "uvloop"
 root = "www"
 """
 # Copied next to the config: the servers run with the work folder as cwd.
-SCRIPTS = ("hello.py", "aiohttp_static.py", "nginx_static.py")
+SCRIPTS = ("hello.py", "aiohttp_static.py", "nginx_server.py", "aiohttp_gateway.py")
 UVICORN_QUIET = ("--no-access-log", "--log-level", "warning")
 READY_TIMEOUT, STOP_TIMEOUT, WARMUP_SECONDS = 30.0, 10.0, 2
 
@@ -77,6 +77,8 @@ class Row:
     setup: Callable[[Path], None] | None = None  # prepares the work folder (files, tools) before both sides
     connections: int | None = None  # overrides --connections (big bodies need fewer)
     metric: str = "rps"  # what the ratio compares: "rps" (Requests/sec) or "mbps" (wrk's Transfer/sec)
+    # A server both sides proxy to, started first on its own free port ({upstream} in argv and config).
+    upstream: Side | None = None
 
 
 def static_files(workdir: Path) -> None:
@@ -105,16 +107,70 @@ def nginx_files(workdir: Path) -> None:
 HYPERCORN = ("{py}", "-m", "hypercorn", "--worker-class", "uvloop", "--bind", "127.0.0.1:{port}", "hello:app")
 UVICORN = ("{py}", "-m", "uvicorn", "hello:app", "--host", "127.0.0.1", "--port", "{port}", *UVICORN_QUIET)
 AIOHTTP_STATIC = ("{py}", "aiohttp_static.py", "--port", "{port}", "--root", "www")
-NGINX_STATIC = ("{py}", "nginx_static.py", "--port", "{port}", "--root", "www")
+NGINX_STATIC = ("{py}", "nginx_server.py", "--port", "{port}", "--root", "www")
 QK_STATIC_UVICORN = (*QK_STATIC, "--backend", "uvicorn")
 SMALL, BIG = "/1k.txt", "/50m.bin"
 STATIC: dict[str, Any] = {"config": STATIC_CONFIG, "setup": static_files}
 NGINX: dict[str, Any] = {"config": STATIC_CONFIG, "setup": nginx_files}
 BIG_BODY: dict[str, Any] = {"connections": 8, "metric": "mbps"}  # 64 x 50 MB in flight measures only the queue
+# Two apps x two workers, one of them loaded: what a supervisor adds over hypercorn --workers 2.
+TWO_BY_TWO = """\
+[qkhyper]
+host = "127.0.0.1"
+worker_class = "uvloop"
+port_map = "ports.json"
+
+[[qkhyper.apps]]
+name = "hello"
+app = "hello:app"
+port = {port}
+workers = 2
+
+[[qkhyper.apps]]
+name = "other"
+app = "hello:app"
+port = 0
+workers = 2
+"""
+GATEWAY_CONFIG = """\
+[qkhyper]
+host = "127.0.0.1"
+worker_class = "uvloop"
+port_map = "ports.json"
+
+[[qkhyper.apps]]
+name = "hello"
+app = "hello:app"
+port = {upstream}
+"""
+QK_GATEWAY = "{py}", "-m", "qkhyper", "gateway", "--config", "{config}", "--port", "{port}"
+QK_GATEWAY_UVICORN = (*QK_GATEWAY, "--backend", "uvicorn")
+AIOHTTP_GATEWAY = ("{py}", "aiohttp_gateway.py", "--port", "{port}", "--upstream", "http://127.0.0.1:{upstream}")
+NGINX_GATEWAY = ("{py}", "nginx_server.py", "--port", "{port}", "--upstream", "127.0.0.1:{upstream}")
+HELLO_UPSTREAM = Side(("{py}", "-m", "uvicorn", "hello:app", "--port", "{port}", *UVICORN_QUIET))
+GATEWAY: dict[str, Any] = {"config": GATEWAY_CONFIG, "upstream": HELLO_UPSTREAM}
 ROWS = [
     Row("serve-hypercorn", Side((*QK, "hello")), Side(HYPERCORN), 0.95),
     Row("serve-uvicorn", Side((*QK, "hello", "--backend", "uvicorn")), Side(UVICORN), 0.95),
     Row("serve-aio", Side((*QK, "--aio"), "/hello/"), Side((*QK, "hello")), 0.9),
+    Row(
+        "serve-2x2",
+        Side(("{py}", "-m", "qkhyper", "serve", "--config", "{config}")),
+        Side((*HYPERCORN[:-1], "--workers", "2", "hello:app")),
+        0.95,
+        config=TWO_BY_TWO,
+    ),
+    Row("gateway-hypercorn", Side(QK_GATEWAY, "/hello/"), Side(AIOHTTP_GATEWAY), 1.3, **GATEWAY),
+    Row("gateway-uvicorn", Side(QK_GATEWAY_UVICORN, "/hello/"), Side(AIOHTTP_GATEWAY), 2.5, **GATEWAY),
+    # Reported every run; 0.6 is the aim (SPEC section 7), not a requirement.
+    Row(
+        "gateway-nginx",
+        Side(QK_GATEWAY_UVICORN, "/hello/"),
+        Side(NGINX_GATEWAY),
+        0.6,
+        setup=lambda workdir: nginx_files(workdir),
+        **GATEWAY,
+    ),
     Row("static-1k", Side(QK_STATIC, SMALL), Side(AIOHTTP_STATIC, SMALL), 1.5, **STATIC),
     Row("static-1k-uvicorn", Side(QK_STATIC_UVICORN, SMALL), Side(AIOHTTP_STATIC, SMALL), 4.0, **STATIC),
     # Reported every run; 0.4 is the aim (SPEC section 7), not a requirement.
@@ -223,10 +279,13 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
     proc.wait()
 
 
-def measure(side: Side, label: str, workdir: Path, args: argparse.Namespace, connections: int | None = None) -> Measure:
-    """Start one server, wait, warm up, measure, and always stop it."""
+@contextlib.contextmanager
+def running(side: Side, label: str, workdir: Path, row: Row, upstream: int = 0) -> Iterator[str]:
+    """A started, ready server for `side`; yields its URL and always stops it."""
     port = free_port()
-    argv = [part.format(py=sys.executable, port=port, config=workdir / "hypercorn.toml") for part in side.argv]
+    fill = {"py": sys.executable, "port": port, "config": workdir / "hypercorn.toml", "upstream": upstream}
+    (workdir / "hypercorn.toml").write_text(row.config.format(**fill))
+    argv = [part.format(**fill) for part in side.argv]
     log_path = workdir / f"{label}.log"
     url = f"http://127.0.0.1:{port}{side.path}"
     with log_path.open("wb") as log:
@@ -234,13 +293,19 @@ def measure(side: Side, label: str, workdir: Path, args: argparse.Namespace, con
         proc = subprocess.Popen(argv, cwd=workdir, stdout=log, stderr=log, start_new_session=True)
         try:
             wait_ready(proc, url)
-            run_wrk(url, WARMUP_SECONDS, args, connections)
-            result = run_wrk(url, args.duration, args, connections)
+            yield url
         except (BenchError, subprocess.TimeoutExpired) as exc:
             tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-20:])
             raise BenchError(f"{label}: {exc}\n--- {' '.join(argv)}\n{tail}") from exc
         finally:
             stop(proc)
+
+
+def measure(side: Side, label: str, workdir: Path, args: argparse.Namespace, row: Row, upstream: int = 0) -> Measure:
+    """Start one server, wait, warm up, measure, and always stop it."""
+    with running(side, label, workdir, row, upstream) as url:
+        run_wrk(url, WARMUP_SECONDS, args, row.connections)
+        result = run_wrk(url, args.duration, args, row.connections)
     if result.non_2xx:
         raise BenchError(f"{label}: {result.non_2xx} non-2xx responses from {url}")
     return result
@@ -249,12 +314,16 @@ def measure(side: Side, label: str, workdir: Path, args: argparse.Namespace, con
 def run_row(row: Row, workdir: Path, args: argparse.Namespace) -> Result:
     """Reference first, then qkhyper, back to back so both see the same machine."""
     res = Result(row.name, row.target, row.metric)
-    (workdir / "hypercorn.toml").write_text(row.config)
     try:
         if row.setup is not None:
             row.setup(workdir)
-        ref = measure(row.reference, f"{row.name}-reference", workdir, args, row.connections)
-        qk = measure(row.qkhyper, f"{row.name}-qkhyper", workdir, args, row.connections)
+        with contextlib.ExitStack() as stack:
+            upstream = 0
+            if row.upstream is not None:
+                url = stack.enter_context(running(row.upstream, f"{row.name}-upstream", workdir, row))
+                upstream = int(url.split(":")[2].split("/")[0])
+            ref = measure(row.reference, f"{row.name}-reference", workdir, args, row, upstream)
+            qk = measure(row.qkhyper, f"{row.name}-qkhyper", workdir, args, row, upstream)
     except BenchError as exc:
         res.error = str(exc)
         print(f"bench: {row.name}: ERROR\n{exc}", file=sys.stderr)
