@@ -12,6 +12,12 @@ from typing import Any, Protocol
 
 from ..asgi.types import ASGIApp
 
+# On a graceful stop, connections a worker accepted just before it stopped accepting
+# have not sent their request yet. Both servers close such "idle" connections at
+# once, failing a request the client already sent (seen under a rolling restart).
+# The idle sweep waits this long after accepting stops, so those requests start.
+ACCEPT_GRACE = 0.5
+
 
 @dataclass(frozen=True, slots=True)
 class ServerOptions:

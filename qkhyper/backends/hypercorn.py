@@ -12,7 +12,7 @@ from hypercorn.utils import LifespanFailureError
 
 from ..asgi.types import ASGIApp
 from . import resolve_worker_class
-from .base import ServerOptions
+from .base import ACCEPT_GRACE, ServerOptions
 
 
 def make_config(sock: socket.socket, options: ServerOptions) -> Config:
@@ -47,8 +47,33 @@ def _loop_factory(worker_class: str) -> Callable[[], asyncio.AbstractEventLoop] 
     return None
 
 
+def _graceful_asyncio_context() -> None:
+    """Delay Hypercorn's idle-connection sweep until after it stopped accepting (see ACCEPT_GRACE).
+
+    Hypercorn's asyncio worker sets `context.terminated` (which closes idle
+    connections) *before* it closes its listening servers; this context sets the
+    event `ACCEPT_GRACE` seconds later instead, without delaying the close.
+    The patch is made in the worker process, which serves only this app.
+    """
+    import hypercorn.asyncio.run as hypercorn_run
+    from hypercorn.asyncio.worker_context import EventWrapper, WorkerContext
+
+    class DelayedEvent(EventWrapper):
+        async def set(self) -> None:
+            asyncio.get_running_loop().call_later(ACCEPT_GRACE, self._event.set)
+
+    class GracefulContext(WorkerContext):
+        def __init__(self, max_requests: int | None) -> None:
+            super().__init__(max_requests)
+            self.terminated = DelayedEvent()
+
+    hypercorn_run.WorkerContext = GracefulContext  # type: ignore[attr-defined]
+
+
 def _serve_asyncio(app: ASGIApp, config: Config, loop_factory: Callable[[], asyncio.AbstractEventLoop] | None) -> None:
     from hypercorn.asyncio import serve as hypercorn_serve
+
+    _graceful_asyncio_context()
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -59,9 +84,30 @@ def _serve_asyncio(app: ASGIApp, config: Config, loop_factory: Callable[[], asyn
         runner.run(main())
 
 
+def _graceful_trio_context() -> None:
+    """As `_graceful_asyncio_context`; under trio the listeners already stopped, so the set may wait."""
+    import hypercorn.trio.run as hypercorn_run
+    import trio
+    from hypercorn.trio.worker_context import EventWrapper, WorkerContext
+
+    class DelayedEvent(EventWrapper):
+        async def set(self) -> None:
+            await trio.sleep(ACCEPT_GRACE)
+            await super().set()
+
+    class GracefulContext(WorkerContext):
+        def __init__(self, max_requests: int | None) -> None:
+            super().__init__(max_requests)
+            self.terminated = DelayedEvent()
+
+    hypercorn_run.WorkerContext = GracefulContext  # type: ignore[attr-defined]
+
+
 def _serve_trio(app: ASGIApp, config: Config) -> None:
     import trio
     from hypercorn.trio import serve as hypercorn_serve
+
+    _graceful_trio_context()
 
     async def sigterm() -> None:
         with trio.open_signal_receiver(signal.SIGTERM) as signals:

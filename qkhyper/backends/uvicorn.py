@@ -18,7 +18,7 @@ import uvicorn
 
 from ..asgi.types import ASGIApp
 from . import resolve_worker_class
-from .base import ServerOptions
+from .base import ACCEPT_GRACE, ServerOptions
 
 
 class _Server(uvicorn.Server):
@@ -29,6 +29,14 @@ class _Server(uvicorn.Server):
 
     def _stop(self) -> None:
         self.should_exit = True
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        # Stop accepting first and give just-accepted connections ACCEPT_GRACE to
+        # send their request before uvicorn closes the ones that have none yet.
+        for server in self.servers:
+            server.close()
+        await asyncio.sleep(ACCEPT_GRACE)
+        await super().shutdown(sockets)
 
 
 def make_config(app: ASGIApp, options: ServerOptions) -> uvicorn.Config:

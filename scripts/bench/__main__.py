@@ -30,17 +30,20 @@ from typing import Any
 import httpx
 
 HERE = Path(__file__).resolve().parent
-CONFIG = """\
+HEADER = """\
 [qkhyper]
 host = "127.0.0.1"
 worker_class = "uvloop"
 port_map = "ports.json"
-
-[[qkhyper.apps]]
-name = "hello"
-app = "hello:app"
-port = 0
 """
+
+
+def hello_app(name: str = "hello", port: str = "0", workers: int = 1) -> str:
+    """One [[qkhyper.apps]] entry serving hello.py; `port` may be a {placeholder}."""
+    return f'\n[[qkhyper.apps]]\nname = "{name}"\napp = "hello:app"\nport = {port}\nworkers = {workers}\n'
+
+
+CONFIG = HEADER + hello_app()
 QK = ("{py}", "-m", "qkhyper", "serve", "--config", "{config}", "--port", "{port}")
 QK_STATIC = ("{py}", "-m", "qkhyper", "static", "--config", "{config}", "--port", "{port}")
 STATIC_CONFIG = """\
@@ -114,35 +117,8 @@ STATIC: dict[str, Any] = {"config": STATIC_CONFIG, "setup": static_files}
 NGINX: dict[str, Any] = {"config": STATIC_CONFIG, "setup": nginx_files}
 BIG_BODY: dict[str, Any] = {"connections": 8, "metric": "mbps"}  # 64 x 50 MB in flight measures only the queue
 # Two apps x two workers, one of them loaded: what a supervisor adds over hypercorn --workers 2.
-TWO_BY_TWO = """\
-[qkhyper]
-host = "127.0.0.1"
-worker_class = "uvloop"
-port_map = "ports.json"
-
-[[qkhyper.apps]]
-name = "hello"
-app = "hello:app"
-port = {port}
-workers = 2
-
-[[qkhyper.apps]]
-name = "other"
-app = "hello:app"
-port = 0
-workers = 2
-"""
-GATEWAY_CONFIG = """\
-[qkhyper]
-host = "127.0.0.1"
-worker_class = "uvloop"
-port_map = "ports.json"
-
-[[qkhyper.apps]]
-name = "hello"
-app = "hello:app"
-port = {upstream}
-"""
+TWO_BY_TWO = HEADER + hello_app(port="{port}", workers=2) + hello_app("other", workers=2)
+GATEWAY_CONFIG = HEADER + hello_app(port="{upstream}")
 QK_GATEWAY = "{py}", "-m", "qkhyper", "gateway", "--config", "{config}", "--port", "{port}"
 QK_GATEWAY_UVICORN = (*QK_GATEWAY, "--backend", "uvicorn")
 AIOHTTP_GATEWAY = ("{py}", "aiohttp_gateway.py", "--port", "{port}", "--upstream", "http://127.0.0.1:{upstream}")

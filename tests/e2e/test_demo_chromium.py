@@ -2,29 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import Qkhyper, free_port, write_config
-from tests.e2e.cdp import Browser, find_chromium
+from tests.e2e.cdp import Browser
 
 REPO = Path(__file__).resolve().parents[2]
-CHROMIUM = find_chromium()
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium); .ci/run installs it"
-)
-
-
-@pytest.fixture
-def browser() -> Iterator[Browser]:
-    assert CHROMIUM is not None
-    instance = Browser(CHROMIUM)
-    try:
-        yield instance
-    finally:
-        instance.close()
 
 
 def start_static(run_qkhyper: type[Qkhyper], project: Path, api_target: str, backend: str) -> str:

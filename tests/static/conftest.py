@@ -95,11 +95,15 @@ class Site:
 
 @pytest.fixture(scope="package")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    """One `qkhyper static` (default backend) on the trap tree, for read-only tests."""
+    """One `qkhyper static` (default backend) on the trap tree, for read-only tests.
+
+    Its API target is a free port nobody listens on, so API paths get the proxy's 502.
+    """
     base = tmp_path_factory.mktemp("static")
     root = build_tree(base)
     port = free_port()
-    server = Qkhyper(["static", "--root", str(root), "--port", str(port)], cwd=base)
+    api = f"http://127.0.0.1:{free_port()}"
+    server = Qkhyper(["static", "--root", str(root), "--port", str(port), "--api-target", api], cwd=base)
     try:
         server.wait_ready()
         yield Site(root, port, server)

@@ -232,11 +232,11 @@ def test_plain_file_has_no_vary(site: Site) -> None:
 
 
 @pytest.mark.parametrize("path", ["/api", "/api/users/", "/api/orders/1?x=1"])
-def test_api_prefix_without_proxy_is_502(site: Site, path: str) -> None:
+def test_api_prefix_goes_to_the_proxy(site: Site, path: str) -> None:
     for method in ("GET", "POST"):
         response = request(site, method, path)
         assert response.status_code == 502
-        assert response.json() == {"error": "api proxy not available"}
+        assert response.json() == {"error": "bad gateway", "route": "/api", "reason": "upstream refused the connection"}
 
 
 def test_api_prefix_matches_whole_segments(site: Site) -> None:
