@@ -55,11 +55,15 @@ def parse_upstream(text: str, app_ports: Mapping[str, int]) -> RouteSpec:
 
 
 def app_routes(settings: Settings, port_map: Mapping[str, Mapping[str, object]], host: str) -> list[RouteSpec]:
-    """A route per app of the config: its fixed port, or the one `serve` recorded."""
+    """A route per app of the config, on the port the last `serve` recorded, else the config's.
+
+    The port map wins because it says what is running: an auto port, or the one
+    port of `serve --aio`, whose apps expect their full path (no prefix stripping).
+    """
     routes = []
     for spec in settings.qkhyper.apps:
         entry = port_map.get(spec.name, {})
-        port = spec.port or entry.get("port")
+        port = entry.get("port") or spec.port
         if not isinstance(port, int) or port <= 0:
             continue  # an auto port that `serve` has not recorded yet
         strip = not entry.get("aio", False)

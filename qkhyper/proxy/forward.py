@@ -1,8 +1,7 @@
-"""Forwarding one HTTP request through the pool, streaming both ways.
+"""Forwarding one HTTP request: pick a target, send the head and body, relay the response.
 
-The request body is sent on chunk by chunk as the ASGI server delivers it and
-each upstream body chunk goes to the client as it arrives (SSE needs that),
-so memory stays flat for any size; `await send(...)` is the back-pressure.
+Retries, redirects the gateway follows itself, Location rewriting and the JSON
+502/504 answers live here; moving the bodies is `bodies.py`'s job.
 """
 
 from __future__ import annotations
@@ -13,15 +12,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import anyio
 import h11
 
 from ..asgi.responses import send_json
 from ..asgi.types import Receive, Scope, Send
+from .bodies import MidBody, RequestBody, drain, stream_body, stream_watched
 from .connection import Target, UpstreamConnection, UpstreamError
 from .pool import Pool, Upstreams
 from .protocol import (
-    IDEMPOTENT,
     BadRequest,
     RequestHead,
     public_origin,
@@ -121,13 +119,13 @@ class Forwarder:
         if self.options.max_body_size and (head.length or 0) > self.options.max_body_size:
             await send_json(send, 413, {"error": "request body too large", "limit": self.options.max_body_size})
             return 413, route.upstreams.targets[0]
-        body = _Body(receive, head, self.options.max_body_size)
+        body = RequestBody(receive, head, self.options.max_body_size)
         response = await self._exchange(route, head, body, receive)
         response = await self._follow_redirect(route, head, body, receive, response, path)
         await self._relay(scope, receive, send, route, response, path)
         return response.event.status_code, response.target
 
-    async def _exchange(self, route: Route, head: RequestHead, body: _Body, receive: Receive) -> UpstreamResponse:
+    async def _exchange(self, route: Route, head: RequestHead, body: RequestBody, receive: Receive) -> UpstreamResponse:
         """Send the request to the first target that takes it; return the response head."""
         error: UpstreamError | None = None
         for target in route.upstreams.order(time.monotonic()):
@@ -158,7 +156,7 @@ class Forwarder:
             return None, False
 
     async def _round_trip(
-        self, conn: UpstreamConnection, head: RequestHead, body: _Body, receive: Receive
+        self, conn: UpstreamConnection, head: RequestHead, body: RequestBody, receive: Receive
     ) -> h11.Response:
         # _parsed: the headers were parsed and validated by the ASGI server (or are our
         # own), so h11's per-header regex checks would only repeat work on the hot path.
@@ -178,14 +176,20 @@ class Forwarder:
             self.watchdog.unwatch(token)
 
     async def _follow_redirect(
-        self, route: Route, head: RequestHead, body: _Body, receive: Receive, response: UpstreamResponse, path: bytes
+        self,
+        route: Route,
+        head: RequestHead,
+        body: RequestBody,
+        receive: Receive,
+        response: UpstreamResponse,
+        path: bytes,
     ) -> UpstreamResponse:
         if self.redirect_hook is None or head.length != 0 or head.chunked:
             return response
         new_path = self.redirect_hook(route, path, response)
         if new_path is None:
             return response
-        await _drain(response.conn)
+        await drain(response.conn)
         await self.pool.release(response.conn)
         self.redirects[(route.prefix, path.partition(b"?")[0])] = new_path
         query = head.target.partition(b"?")[2]
@@ -212,12 +216,12 @@ class Forwarder:
             return
         await send({"type": "http.response.start", "status": event.status_code, "headers": headers})
         if scope["method"] == "HEAD" or event.status_code in _NO_BODY_STATUS:
-            await _drain(conn)
+            await drain(conn)
             await send({"type": "http.response.body", "body": b""})
         elif not head.event_stream and head.length is not None and head.length <= SMALL_BODY:
-            await _stream_body(conn, send, route)
+            await stream_body(conn, send, route.prefix or "fallback")
         else:
-            await _stream_watched(conn, send, receive, route)
+            await stream_watched(conn, send, receive, route.prefix or "fallback")
         await self.pool.release(conn)
 
     async def _relay_rewritten(
@@ -245,115 +249,12 @@ class Forwarder:
         await self.pool.release(conn)
 
 
-class _Body:
-    """The request body: read from the client once, sent on as it arrives.
-
-    A body that fit in the first message is kept, so a request whose pooled
-    connection turned out closed can be sent again.
-    """
-
-    def __init__(self, receive: Receive, head: RequestHead, limit: int) -> None:
-        self.receive = receive
-        self.expected = head.length != 0
-        self.limit = limit
-        self.first: bytes | None = None if self.expected else b""
-        self.complete = not self.expected
-        self.consumed = False
-
-    def replayable(self, head: RequestHead) -> bool:
-        return head.method.decode() in IDEMPOTENT and self.first == b"" and self.complete
-
-    async def send_to(self, conn: UpstreamConnection) -> None:
-        if not self.expected:
-            await conn.send(h11.EndOfMessage())
-            return
-        if self.first is not None and self.complete:
-            if self.first:
-                await conn.send(h11.Data(data=self.first))
-            await conn.send(h11.EndOfMessage())
-            return
-        if self.consumed:
-            raise UpstreamError("closed", "request body already sent to a failed upstream")
-        self.consumed = True
-        size = 0
-        more = True
-        while more:
-            message = await self.receive()
-            if message["type"] == "http.disconnect":
-                raise UpstreamError("closed", "client left during the request body")
-            chunk = message.get("body", b"")
-            more = message.get("more_body", False)
-            size += len(chunk)
-            if self.limit and size > self.limit:
-                raise UpstreamError("too_large", f"request body over {self.limit} bytes")
-            if self.first is None:
-                self.first = chunk
-                self.complete = not more
-            if chunk:
-                await conn.send(h11.Data(data=chunk))
-        await conn.send(h11.EndOfMessage())
-
-
-async def _stream_body(conn: UpstreamConnection, send: Send, route: Route) -> None:
-    """Send each upstream chunk on; a chunk followed by the end goes as the last one."""
-    try:
-        event = await conn.next_event()
-        while True:
-            if isinstance(event, h11.Data):
-                after = conn.peek()
-                if isinstance(after, h11.EndOfMessage):
-                    await send({"type": "http.response.body", "body": event.data})
-                    return
-                await send({"type": "http.response.body", "body": event.data, "more_body": True})
-                event = await conn.next_event() if after is h11.NEED_DATA else after  # type: ignore[assignment]
-            elif isinstance(event, h11.EndOfMessage):
-                await send({"type": "http.response.body", "body": b""})
-                return
-            else:  # h11.ConnectionClosed before the end
-                raise UpstreamError("closed", "connection closed")
-    except UpstreamError as exc:
-        if exc.kind == "client_left":
-            raise
-        raise _MidBody(route) from None
-
-
-async def _stream_watched(conn: UpstreamConnection, send: Send, receive: Receive, route: Route) -> None:
-    """Stream a long or endless body; if the client leaves, stop and drop the upstream connection."""
-    failure: UpstreamError | None = None
-    async with anyio.create_task_group() as group:
-
-        async def watch_client() -> None:
-            while (await receive())["type"] != "http.disconnect":
-                pass
-            conn.client_left = True
-            await conn.aclose()
-
-        group.start_soon(watch_client)
-        try:
-            await _stream_body(conn, send, route)
-        except UpstreamError as exc:  # raised after the group, not wrapped in an exception group
-            failure = exc
-        group.cancel_scope.cancel()
-    if failure is not None:
-        raise failure
-
-
-class _MidBody(UpstreamError):
-    def __init__(self, route: Route) -> None:
-        super().__init__("closed", f"upstream of {route.prefix or 'fallback'} closed in the middle of the body")
-
-
-async def _drain(conn: UpstreamConnection) -> None:
-    while not isinstance(event := await conn.next_event(), (h11.EndOfMessage, h11.ConnectionClosed)):
-        del event
-
-
 STATUS_TEXT = {502: "bad gateway", 504: "gateway timeout", 413: "request body too large"}
 
 
 async def send_error(send: Send, exc: UpstreamError, route: Route) -> None:
     """The small JSON answer for a failed upstream (never a traceback)."""
-    if isinstance(exc, _MidBody):
+    if isinstance(exc, MidBody):
         return  # the response has started: ending it short is all that is left
     status = 413 if exc.kind == "too_large" else exc.status
     body: dict[str, Any] = {"error": STATUS_TEXT[status], "route": route.prefix or "fallback"}

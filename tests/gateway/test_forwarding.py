@@ -188,3 +188,16 @@ def test_route_table_from_port_map(stack: StackFactory) -> None:
     ports = json.loads((s.config.parent / ".qkhyper" / "ports.json").read_text())
     assert get(f"{s.url}/auto/echo").json()["route"] == "/echo"
     s.gateway.wait_for(rf"route /auto -> 127.0.0.1:{ports['apps']['auto']['port']}")
+
+
+def test_gateway_in_front_of_serve_aio(stack: StackFactory, run_qkhyper: type[Qkhyper], project) -> None:
+    s = stack(serve=False, apps=[{"name": "alpha", "app": "apps.probe:alpha"}, {"name": "beta", "app": "apps.probe:beta"}])
+    # `stack` started the gateway before any port map existed; start serve --aio, then a new gateway.
+    aio = free_port()
+    run_qkhyper(["serve", "--aio", "--port", str(aio), "--config", str(s.config)], project).wait_ready()
+    port = free_port()
+    gateway = run_qkhyper(["gateway", "--config", str(s.config), "--port", str(port)], project)
+    gateway.wait_ready()
+    gateway.wait_for(rf"route /alpha -> 127.0.0.1:{aio} \(full path\)")
+    seen = httpx.get(f"http://127.0.0.1:{port}/beta/scope").json()
+    assert (seen["root_path"], seen["path"], seen["resource"]["name"]) == ("/beta", "/beta/scope", "beta")
