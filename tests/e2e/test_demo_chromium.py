@@ -12,6 +12,10 @@ from tests.e2e.cdp import Browser
 REPO = Path(__file__).resolve().parents[2]
 
 
+# The page's #status reads "loading…" until both API calls came back: then "ok" or "error: ...".
+SETTLED = "(t => (t === 'ok' || t.startsWith('error')) && t)(document.getElementById('status').textContent)"
+
+
 def start_static(run_qkhyper: type[Qkhyper], project: Path, api_target: str, backend: str) -> str:
     port = free_port()
     args = ["static", "--root", str(REPO / "static"), "--port", str(port), "--api-target", api_target]
@@ -34,7 +38,7 @@ def test_demo_page_shows_both_apps_through_gateway(
     site = start_static(run_qkhyper, project, f"http://127.0.0.1:{gateway}", backend)
 
     page = browser.open(site + "/orders/2")  # a client-side route: the SPA fallback serves the page
-    assert browser.wait_for(page, "document.getElementById('status').textContent") == "ok"
+    assert browser.wait_for(page, SETTLED) == "ok"
     users = browser.evaluate(page, "[...document.querySelectorAll('#users li')].map(li => li.textContent)")
     orders = browser.evaluate(page, "[...document.querySelectorAll('#orders li')].map(li => li.textContent)")
     assert any("Ada" in text for text in users) and any("Grace" in text for text in users)
@@ -48,5 +52,5 @@ def test_demo_page_shows_both_apps_through_gateway(
 def test_demo_page_reports_a_dead_api(project: Path, run_qkhyper: type[Qkhyper], browser: Browser) -> None:
     site = start_static(run_qkhyper, project, f"http://127.0.0.1:{free_port()}", "hypercorn")
     page = browser.open(site + "/")
-    status = browser.wait_for(page, "(t => t.startsWith('error') && t)(document.getElementById('status').textContent)")
+    status = browser.wait_for(page, SETTLED)
     assert status == "error: /api/users/ answered HTTP 502"
