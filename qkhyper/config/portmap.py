@@ -30,10 +30,28 @@ def write_port_map(path: Path, ports: Mapping[str, Mapping[str, object]]) -> Non
 
 
 def read_port_map(path: Path) -> dict[str, dict[str, object]]:
-    """Return `{app: {"host", "port", "prefix"}}`, or `{}` if there is no usable map."""
+    """Return `{app: {"host", "port", "prefix", "aio"}}` of a running `serve`, or `{}`.
+
+    A map whose `serve` has exited is ignored: its ports are stale, and a stale
+    map must not override the config's ports.
+    """
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
-    apps = data.get("apps") if isinstance(data, dict) else None
+    if not isinstance(data, dict) or not _alive(data.get("pid")):
+        return {}
+    apps = data.get("apps")
     return apps if isinstance(apps, dict) else {}
+
+
+def _alive(pid: object) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process: alive
+    return True
