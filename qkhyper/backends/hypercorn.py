@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 import socket
 from collections.abc import Callable
@@ -13,6 +14,8 @@ from hypercorn.utils import LifespanFailureError
 from ..asgi.types import ASGIApp
 from . import resolve_worker_class
 from .base import ACCEPT_GRACE, ServerOptions
+
+log = logging.getLogger("qkhyper.backend")
 
 
 def make_config(sock: socket.socket, options: ServerOptions) -> Config:
@@ -47,6 +50,14 @@ def _loop_factory(worker_class: str) -> Callable[[], asyncio.AbstractEventLoop] 
     return None
 
 
+def _patch_safely(patch: Callable[[], None]) -> None:
+    """Apply an ACCEPT_GRACE patch; a Hypercorn whose internals moved still serves, without it."""
+    try:
+        patch()
+    except (ImportError, AttributeError, TypeError) as exc:
+        log.warning("hypercorn internals changed (%s): draining without the accept grace", exc)
+
+
 def _graceful_asyncio_context() -> None:
     """Delay Hypercorn's idle-connection sweep until after it stopped accepting (see ACCEPT_GRACE).
 
@@ -73,7 +84,7 @@ def _graceful_asyncio_context() -> None:
 def _serve_asyncio(app: ASGIApp, config: Config, loop_factory: Callable[[], asyncio.AbstractEventLoop] | None) -> None:
     from hypercorn.asyncio import serve as hypercorn_serve
 
-    _graceful_asyncio_context()
+    _patch_safely(_graceful_asyncio_context)
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -107,7 +118,7 @@ def _serve_trio(app: ASGIApp, config: Config) -> None:
     import trio
     from hypercorn.trio import serve as hypercorn_serve
 
-    _graceful_trio_context()
+    _patch_safely(_graceful_trio_context)
 
     async def sigterm() -> None:
         with trio.open_signal_receiver(signal.SIGTERM) as signals:
