@@ -27,6 +27,16 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--debug", action="store_true", help="show tracebacks of errors (default: off)")
 
 
+def _runtime(parser: argparse.ArgumentParser) -> None:
+    """Where and on what every server command runs, plus the common options."""
+    parser.add_argument("--host", help="address to bind (default: [qkhyper] host, 127.0.0.1)")
+    parser.add_argument("--backend", choices=BACKENDS, help="server (default: [qkhyper] backend, hypercorn)")
+    parser.add_argument(
+        "--worker-class", choices=WORKER_CLASSES, help="event loop (default: [qkhyper] worker_class, uvloop)"
+    )
+    _common(parser)
+
+
 def _add_serve(sub: Any, name: str, aliases: list[str], aio: bool, help_text: str) -> None:
     parser = sub.add_parser(name, aliases=aliases, help=help_text, description=help_text, epilog=EPILOG)
     parser.add_argument("apps", nargs="*", metavar="APP", help="apps to serve (default: every app in the config)")
@@ -39,7 +49,6 @@ def _add_serve(sub: Any, name: str, aliases: list[str], aio: bool, help_text: st
     parser.add_argument(
         "--exclude", nargs="+", action="extend", default=[], metavar="NAME", help="apps to leave out (repeatable)"
     )
-    parser.add_argument("--host", help="address to bind (default: [qkhyper] host, 127.0.0.1)")
     parser.add_argument(
         "--port",
         type=int,
@@ -56,24 +65,15 @@ def _add_serve(sub: Any, name: str, aliases: list[str], aio: bool, help_text: st
         metavar="DIR",
         help="also watch DIR; a change there rolls every app (repeatable; implies --reload)",
     )
-    parser.add_argument("--backend", choices=BACKENDS, help="server (default: [qkhyper] backend, hypercorn)")
-    parser.add_argument(
-        "--worker-class",
-        choices=WORKER_CLASSES,
-        help="event loop (default: [qkhyper] worker_class, uvloop)",
-    )
-    _common(parser)
+    _runtime(parser)
     parser.set_defaults(command="serve")
 
 
 def _server_options(parser: argparse.ArgumentParser, table: str, port: int) -> None:
-    """Options shared by qkhyper's own servers (static, gateway)."""
-    parser.add_argument("--host", help="address to bind (default: [qkhyper] host, 127.0.0.1)")
+    """Options of qkhyper's own servers (static, gateway)."""
     parser.add_argument("--port", type=int, help=f"port (default: [qkhyper.{table}] port, {port})")
     parser.add_argument("--workers", type=int, default=1, metavar="N", help="worker processes (default: 1)")
-    parser.add_argument("--backend", choices=BACKENDS, help="server (default: [qkhyper] backend, hypercorn)")
-    parser.add_argument("--worker-class", choices=WORKER_CLASSES, help="event loop (default: [qkhyper] worker_class)")
-    _common(parser)
+    _runtime(parser)
 
 
 def _add_static(sub: Any) -> None:

@@ -11,7 +11,7 @@ import dataclasses
 import importlib.util
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from ..config.load import did_you_mean
@@ -68,7 +68,6 @@ class ServePlan:
     graceful_timeout: float
     ready_timeout: float
     port_map: str
-    names: dict[str, str] = field(default_factory=dict)  # app name -> unit label
 
 
 def select_apps(settings: Settings, names: Sequence[str], exclude: Sequence[str]) -> list[str]:
@@ -144,7 +143,6 @@ def make_plan(settings: Settings, selection: Selection = EVERY_APP) -> ServePlan
         graceful_timeout=settings.graceful_timeout,
         ready_timeout=qk.ready_timeout,
         port_map=str(settings.port_map_path()),
-        names={n: ("aio" if aio else n) for n in chosen},
     )
 
 
