@@ -14,13 +14,13 @@ from typing import TextIO
 import trio
 
 from .config.load import DEMO_CONFIG, load_settings
-from .config.model import Settings
-from .config.portmap import read_port_map
-from .errors import ConfigError, QkhyperError, UsageError
-from .gateway.routes import app_routes, merge_routes, parse_target, parse_upstream, table_routes
+from .config.model import Settings, StaticOptions
+from .config.targets import parse_http_url
+from .errors import QkhyperError, UsageError
+from .gateway.routes import describe as describe_routes
+from .gateway.routes import gateway_options
 from .loader import load_app
 from .logs import LabelWriter, configure, format_table
-from .static.app import api_target_address
 from .supervisor.plan import EVERY_APP, Selection, ServePlan, builtin_plan, make_plan, with_debug
 from .supervisor.reload import make_watch_plan
 from .supervisor.run import Reloader, supervise
@@ -73,16 +73,25 @@ def static(
     """Serve `[qkhyper.static]`: the built frontend, with its API prefix proxied.
 
     Raises:
-        UsageError: the root folder does not exist (exit 2).
+        UsageError: the root folder does not exist, or a bad --api-target (exit 2).
+    """
+    options = static_options(settings)
+    plan = builtin_plan(settings, "static", STATIC_FACTORY, options, port=settings.qkhyper.static.port, workers=workers)
+    return _run(plan, None, stream, debug)
+
+
+def static_options(settings: Settings) -> StaticOptions:
+    """What a static worker needs, resolved in the parent: the absolute root and the API's address.
+
+    Raises:
+        UsageError: the root folder does not exist, or a bad --api-target.
     """
     cfg = settings.qkhyper.static
     root = (settings.base_dir / cfg.root).resolve()
     if not root.is_dir():
         raise UsageError(f"static root not found: {cfg.root} (resolved to {root})")
-    api_target_address(cfg.api_target)  # a bad target is a usage error here, not in every worker
-    options = {"root": str(root), "api_prefix": cfg.api_prefix, "api_target": cfg.api_target}
-    plan = builtin_plan(settings, "static", STATIC_FACTORY, options, port=cfg.port, workers=workers)
-    return _run(plan, None, stream, debug)
+    target = parse_http_url(cfg.api_target, "--api-target") if cfg.api_target else None
+    return StaticOptions(cfg, str(root), target, settings.qkhyper.docs_assets)
 
 
 def gateway(
@@ -106,39 +115,9 @@ def gateway(
         settings, "gateway", GATEWAY_FACTORY, options, port=settings.qkhyper.gateway.port, workers=workers
     )
     writer = LabelWriter(stream or sys.stderr, ["gateway"])
-    for line in options["table"]:  # type: ignore[attr-defined]
+    for line in describe_routes(options):
         writer.line("qkhyper", f"route {line}")
     return _run(plan, None, stream, debug, writer)
-
-
-def gateway_options(settings: Settings, upstreams: Sequence[str] = ()) -> dict[str, object]:
-    """Everything a gateway worker needs, resolved in the parent (routes, ports, timeouts)."""
-    cfg = settings.qkhyper.gateway
-    apps = app_routes(settings, read_port_map(settings.port_map_path()), cfg.default_upstream)
-    app_ports = {route.prefix: route.targets[0][1] for route in apps}
-    cli = [parse_upstream(text, app_ports) for text in upstreams]
-    routes = merge_routes(apps, table_routes(cfg.upstreams), cli)
-    fallback = parse_target(cfg.fallback, None, "fallback") if cfg.fallback else None
-    if not routes and fallback is None:
-        raise ConfigError(f"{settings.source}: the gateway has no routes (no apps with a known port, no upstreams)")
-    table = [route.describe() for route in routes] + (
-        [f"(fallback) -> {fallback[0]}:{fallback[1]}"] if fallback else []
-    )
-    return {
-        "routes": [{"prefix": r.prefix, "targets": list(r.targets), "strip": r.strip} for r in routes],
-        "fallback": fallback,
-        "table": table,
-        "add_slashes": cfg.add_slashes,
-        "fastapi_redirect": cfg.fastapi_redirect,
-        "connect_timeout": cfg.connect_timeout,
-        "read_timeout": cfg.read_timeout,
-        "pool_idle_timeout": cfg.pool_idle_timeout,
-        "pool_max_idle": cfg.pool_max_idle,
-        "max_body_size": cfg.max_body_size,
-        "cors_origins": cfg.cors_origins,
-        "access_log": cfg.access_log,
-        "docs_assets": settings.qkhyper.docs_assets,
-    }
 
 
 def _run(

@@ -16,7 +16,7 @@ import re
 from importlib.resources import files
 from typing import Any
 
-from .dispatcher import route_path
+from .mounts import route_path
 from .types import ASGIApp, Message, Receive, Scope, Send
 
 ASSET_PATH = "/_qkhyper/docs/"

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import anyio
 
 from ..errors import AppStartupError
-from .dispatcher import index_body, match_mount, mounted_scope, route_path
 from .lifespan import AppLifespan
+from .mounts import index_body, match_mount, mounted_scope, route_path
 from .responses import send_json
 from .types import ASGIApp, Receive, Scope, Send
 

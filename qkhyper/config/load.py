@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
 import re
 import tomllib
+import types
 import typing
 from collections.abc import Mapping
 from functools import cache
@@ -26,10 +28,13 @@ from .model import (
     WORKER_CLASSES,
     AppSpec,
     GatewaySettings,
+    ProxySettings,
     QkhyperSettings,
     Settings,
     StaticSettings,
+    UpstreamSettings,
 )
+from .targets import parse_target
 
 CONFIG_ENV = "QKHYPER_CONFIG"
 DEFAULT_NAME = "hypercorn.toml"
@@ -156,8 +161,15 @@ _TABLES: dict[Any, type] = {
 
 def _coerce(value: Any, tp: Any, key: str) -> Any:
     origin = typing.get_origin(tp)
+    if origin is types.UnionType:  # `float | None`: TOML has no null, so a value is the other type
+        (tp,) = [arg for arg in typing.get_args(tp) if arg is not type(None)]
+        origin = typing.get_origin(tp)
     if tp in _TABLES:
         return _build(tp, value, key)
+    if tp is UpstreamSettings:
+        if isinstance(value, (list, str)):  # the short form: just the targets
+            return UpstreamSettings(targets=_coerce(value, list[str], f"{key}.targets"))
+        return _build(UpstreamSettings, value, key)
     if origin is list and typing.get_args(tp) == (AppSpec,):
         if not isinstance(value, list):
             raise _wrong_type(key, "an array of tables ([[qkhyper.apps]])", value)
@@ -260,9 +272,40 @@ def _check_qkhyper(qk: QkhyperSettings) -> QkhyperSettings:
     _one_of("qkhyper.docs_assets", qk.docs_assets, DOCS_ASSETS)
     _check_port("qkhyper.gateway.port", qk.gateway.port)
     _check_port("qkhyper.static.port", qk.static.port)
+    _check_proxy("qkhyper.gateway", qk.gateway)
+    _check_proxy("qkhyper.static", qk.static)
+    _check_upstreams(qk.gateway)
     if qk.ready_timeout <= 0:
         raise ConfigError("qkhyper.ready_timeout must be positive")
     return dataclasses.replace(qk, apps=_check_apps(qk.apps))
+
+
+# Keys of ProxySettings that must be above zero; the other numbers may be 0 ("off" or "unlimited").
+_POSITIVE = ("connect_timeout", "read_timeout", "client_body_timeout", "ws_max_message_size")
+
+
+def _check_proxy(where: str, proxy: ProxySettings) -> None:
+    for field in dataclasses.fields(ProxySettings):
+        value = getattr(proxy, field.name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        floor = "positive" if field.name in _POSITIVE else "0 or more"
+        if not math.isfinite(value) or value < 0 or (value == 0 and field.name in _POSITIVE):
+            raise ConfigError(f"{where}.{field.name} must be {floor}, got {value}")
+
+
+def _check_upstreams(gateway: GatewaySettings) -> None:
+    for prefix, upstream in gateway.upstreams.items():
+        where = f"qkhyper.gateway.upstreams {prefix!r}"
+        normalize_prefix(prefix, where)
+        for target in upstream.targets:
+            parse_target(target, None, where)
+        for name in ("upstream_idle_timeout", "sse_idle_timeout"):
+            value = getattr(upstream, name)
+            if value is not None and (not math.isfinite(value) or value < 0):
+                raise ConfigError(f"{where}.{name} must be 0 or more, got {value}")
+    if gateway.fallback:
+        parse_target(gateway.fallback, None, "qkhyper.gateway.fallback")
 
 
 def _one_of(key: str, value: str, allowed: tuple[str, ...]) -> None:

@@ -27,28 +27,60 @@ class AppSpec:
     workers: int = 1
 
 
+MIB = 1024 * 1024
+
+
 @dataclass(frozen=True, slots=True)
-class GatewaySettings:
-    """`[qkhyper.gateway]`: the reverse proxy."""
+class ProxySettings:
+    """What the proxy core does with every request: timeouts, pool and size limits.
+
+    `[qkhyper.gateway]` and `[qkhyper.static]` (for its API prefix) both hold
+    these keys, with these defaults, and the worker receives the table as it
+    is: a default is written here and nowhere else. README "Limits and
+    timeouts" gives each one nginx's name for it.
+    """
+
+    connect_timeout: float = 5.0  # to open an upstream connection
+    read_timeout: float = 60.0  # from the end of the request to the response head
+    upstream_idle_timeout: float = 60.0  # longest silence between body chunks; 0 = off
+    sse_idle_timeout: float = 0.0  # the same for text/event-stream responses; 0 = off (streams idle for minutes)
+    client_body_timeout: float = 60.0  # longest silence between request body chunks, then 408
+    pool_idle_timeout: float = 4.0  # below the 5 s keep-alive of hypercorn and uvicorn
+    pool_max_idle: int = 64  # idle keep-alive connections kept per target
+    max_body_size: int = 0  # bytes of a request body; 0 = unlimited
+    ws_max_message_size: int = 16 * MIB  # one WebSocket message, either direction; over it: close 1009
+    access_log: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamSettings:
+    """One entry of `[qkhyper.gateway].upstreams`: a list of targets, or a table.
+
+    `"/billing" = ["h:9001", "h:9002"]` is short for `{ targets = [...] }`. A
+    table without `targets` only sets options of an app's own route.
+    """
+
+    targets: list[str] = field(default_factory=list)
+    upstream_idle_timeout: float | None = None  # None: the gateway's
+    sse_idle_timeout: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GatewaySettings(ProxySettings):
+    """`[qkhyper.gateway]`: the reverse proxy (and every key of `ProxySettings`)."""
 
     port: int = 8000
     default_upstream: str = "127.0.0.1"
     add_slashes: bool = False
     fastapi_redirect: bool = False
-    upstreams: dict[str, list[str]] = field(default_factory=dict)
+    upstreams: dict[str, UpstreamSettings] = field(default_factory=dict)
     fallback: str = ""  # HOST:PORT for paths no prefix matches ("" -> 404 JSON)
-    connect_timeout: float = 5.0
-    read_timeout: float = 60.0  # until the response head; streams have no read timeout
-    pool_idle_timeout: float = 4.0  # below the 5 s keep-alive of hypercorn and uvicorn
-    pool_max_idle: int = 64  # idle keep-alive connections kept per target
-    max_body_size: int = 0  # bytes; 0 = unlimited
     cors_origins: list[str] = field(default_factory=list)
-    access_log: bool = False
 
 
 @dataclass(frozen=True, slots=True)
-class StaticSettings:
-    """`[qkhyper.static]`: read and validated now, used by `qkhyper static`."""
+class StaticSettings(ProxySettings):
+    """`[qkhyper.static]`: the frontend server; `ProxySettings` apply to its API prefix."""
 
     port: int = 8080
     root: str = "./static"
@@ -104,3 +136,49 @@ class Settings:
 
     def port_map_path(self) -> Path:
         return self.base_dir / self.qkhyper.port_map
+
+
+Address = tuple[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class RouteSpec:
+    """One row of the gateway's route table: `/prefix` -> targets, resolved in the parent.
+
+    `strip` is False for `serve --aio` apps, which expect their full path. The
+    timeouts are the route's own from `upstreams`, None for the gateway's.
+    """
+
+    prefix: str
+    targets: tuple[Address, ...]
+    strip: bool = True
+    source: str = "config"
+    upstream_idle_timeout: float | None = None
+    sse_idle_timeout: float | None = None
+
+    def describe(self) -> str:
+        where = ", ".join(f"{host}:{port}" for host, port in self.targets)
+        return f"{self.prefix or '(fallback)'} -> {where}{'' if self.strip else ' (full path)'}"
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayOptions:
+    """What a gateway worker is told: its settings table as loaded, and the routes the parent resolved."""
+
+    settings: GatewaySettings
+    routes: tuple[RouteSpec, ...]
+    fallback: Address | None
+    docs_assets: str
+
+
+@dataclass(frozen=True, slots=True)
+class StaticOptions:
+    """What a `qkhyper static` worker is told: its settings table, the absolute root, the API's address."""
+
+    settings: StaticSettings
+    root: str
+    api_target: Address | None
+    docs_assets: str = "local"
+
+
+BuiltinOptions = GatewayOptions | StaticOptions

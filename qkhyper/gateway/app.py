@@ -3,34 +3,40 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote_to_bytes, urlsplit
 
+import h11
+
 from ..asgi.responses import send_json
 from ..asgi.types import ASGIApp, Receive, Scope, Send
-from ..proxy.core import CoreOptions, ProxyCore
-from ..proxy.forward import Route, UpstreamResponse
-from ..proxy.pool import Upstreams
+from ..config.model import GatewayOptions
+from ..proxy.core import ProxyCore
+from ..proxy.forward import Route
+from ..proxy.protocol import match_prefix
 from .docs_fix import fix_body, wants_fix
 
 log = logging.getLogger("qkhyper.gateway")
 
 
 class RouteTable:
-    """Longest prefix first, on path-segment boundaries of the raw path."""
+    """Longest prefix first, on whole segments of the raw path, percent-decoded (`protocol.match_prefix`)."""
 
     def __init__(self, routes: list[Route], fallback: Route | None) -> None:
         ordered = sorted(routes, key=lambda r: len(r.prefix), reverse=True)
-        self._match = [(r.prefix.encode(), r.prefix.encode() + b"/", r) for r in ordered]
+        self._match = [(r.prefix.encode(), r) for r in ordered]
         self.fallback = fallback
         self.prefixes = sorted(r.prefix for r in routes)
         self.depth = max((r.prefix.count("/") for r in routes), default=0)
 
-    def match(self, raw_path: bytes) -> Route | None:
-        for exact, below, route in self._match:
-            if raw_path == exact or raw_path.startswith(below):
-                return route
-        return self.fallback
+    def match(self, raw_path: bytes) -> tuple[Route, int] | None:
+        """The route for `raw_path` and how many of its bytes the prefix took (0 for the fallback)."""
+        for prefix, route in self._match:
+            matched = match_prefix(raw_path, prefix)
+            if matched is not None:
+                return route, matched
+        return None if self.fallback is None else (self.fallback, 0)
 
 
 def suspicious(raw_path: bytes, depth: int) -> bool:
@@ -60,20 +66,23 @@ class GatewayApp:
         if scope.get("method") == "CONNECT" or not raw.startswith(b"/") or suspicious(raw, self.table.depth):
             await self._reject(scope, send, 400, {"error": "bad request", "detail": "path not allowed"})
             return
-        route = self.table.match(raw)
-        if route is None:
+        found = self.table.match(raw)
+        if found is None:
             body = {"error": "not found", "path": scope["path"], "prefixes": self.table.prefixes}
             await self._reject(scope, send, 404, body)
-        elif self.add_slashes and scope["type"] == "http" and route.prefix and raw == route.prefix.encode():
+            return
+        route, matched = found
+        if self.add_slashes and scope["type"] == "http" and route.prefix and matched == len(raw):
             await self._add_slash(scope, send, raw)
         else:
-            await self.core.handle(scope, receive, send, route)
+            await self.core.handle(scope, receive, send, route, matched)
 
     async def _reject(self, scope: Scope, send: Send, status: int, body: dict[str, Any]) -> None:
         if scope["type"] == "websocket":
             await send({"type": "websocket.close", "code": 1008})
         else:
-            await send_json(send, status, body)
+            headers = [(b"connection", b"close")] if status == 400 else []
+            await send_json(send, status, body, headers)
 
     async def _add_slash(self, scope: Scope, send: Send, raw: bytes) -> None:
         query = scope.get("query_string", b"")
@@ -81,11 +90,11 @@ class GatewayApp:
         await send_json(send, 307, {"redirect": location.decode("latin-1")}, [(b"location", location)])
 
 
-def _fastapi_redirect(route: Route, path: bytes, response: UpstreamResponse) -> bytes | None:
+def follow_fastapi_redirect(route: Route, path: bytes, response: h11.Response) -> bytes | None:
     """The path an upstream's trailing-slash redirect points to, if that is all it is."""
-    if response.event.status_code not in (307, 308):
+    if response.status_code not in (307, 308):
         return None
-    location = next((v for k, v in response.event.headers if k == b"location"), None)
+    location = next((v for k, v in response.headers if k == b"location"), None)
     if location is None:
         return None
     target = urlsplit(location.decode("latin-1")).path.encode("latin-1")
@@ -95,40 +104,39 @@ def _fastapi_redirect(route: Route, path: bytes, response: UpstreamResponse) -> 
     return target if target == bare + b"/" else None
 
 
-def _routes(options: dict[str, Any]) -> tuple[list[Route], Route | None]:
-    routes = [
-        Route(r["prefix"], Upstreams([(h, p) for h, p in r["targets"]]), bool(r["strip"])) for r in options["routes"]
-    ]
-    fallback = options.get("fallback")
-    return routes, (Route("", Upstreams([(fallback[0], fallback[1])]), False) if fallback else None)
+def rewrite_docs(route: Route, path: bytes) -> Callable[[bytes], bytes] | None:
+    """The docs fix for a foreign upstream's /docs, /redoc and /openapi.json under a stripped prefix."""
+    if not (route.strip and route.prefix and wants_fix(path)):
+        return None
+    return lambda body: fix_body(path, body, route.prefix)
 
 
-def create(options: dict[str, Any]) -> ASGIApp:
-    """The gateway app for `options` (built by `qkhyper.api.gateway`)."""
-    routes, fallback = _routes(options)
+def create(options: GatewayOptions) -> ASGIApp:
+    """The gateway app for `options` (built by `qkhyper.gateway.routes.gateway_options`)."""
+    cfg = options.settings
     core = ProxyCore(
-        CoreOptions(
-            connect_timeout=options["connect_timeout"],
-            read_timeout=options["read_timeout"],
-            pool_idle_timeout=options["pool_idle_timeout"],
-            pool_max_idle=options["pool_max_idle"],
-            max_body_size=options["max_body_size"],
-            access_log=options["access_log"],
+        cfg,
+        rewrite_body=rewrite_docs,
+        follow_redirect=follow_fastapi_redirect if cfg.fastapi_redirect else None,
+    )
+    routes = [
+        core.route(
+            r.prefix,
+            r.targets,
+            strip=r.strip,
+            idle_timeout=r.upstream_idle_timeout,
+            sse_idle_timeout=r.sse_idle_timeout,
         )
-    )
-    forwarder = core.forward
-    forwarder.body_hook = lambda route, path: (
-        (lambda p, body: fix_body(p, body, route.prefix)) if route.strip and route.prefix and wants_fix(path) else None
-    )
-    if options["fastapi_redirect"]:
-        forwarder.redirect_hook = _fastapi_redirect
-    app: ASGIApp = GatewayApp(RouteTable(routes, fallback), core, add_slashes=options["add_slashes"])
-    if options["docs_assets"] == "local":
+        for r in options.routes
+    ]
+    fallback = core.route("", [options.fallback], strip=False) if options.fallback else None
+    app: ASGIApp = GatewayApp(RouteTable(routes, fallback), core, add_slashes=cfg.add_slashes)
+    if options.docs_assets == "local":
         from ..asgi.docs_assets import DocsAssetsMiddleware
 
         app = DocsAssetsMiddleware(app)
-    if options["cors_origins"]:
+    if cfg.cors_origins:
         from starlette.middleware.cors import CORSMiddleware
 
-        app = CORSMiddleware(app, allow_origins=options["cors_origins"], allow_methods=["*"], allow_headers=["*"])
+        app = CORSMiddleware(app, allow_origins=cfg.cors_origins, allow_methods=["*"], allow_headers=["*"])
     return app

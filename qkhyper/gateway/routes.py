@@ -1,45 +1,23 @@
-"""The gateway's route table, built and matched without any I/O.
+"""The gateway's route table, built in the parent without any I/O.
 
 Routing uses only this table, never the request's authority, Host or
-X-Forwarded-Host, so the gateway cannot be used as an open proxy.
+X-Forwarded-Host, so the gateway cannot be used as an open proxy. The result,
+`GatewayOptions`, is what every gateway worker receives as it is.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
 
 from ..config.load import normalize_prefix
-from ..config.model import Settings
+from ..config.model import GatewayOptions, RouteSpec, Settings, UpstreamSettings
+from ..config.portmap import read_port_map
+from ..config.targets import parse_target
 from ..errors import ConfigError
 
 _UPSTREAM_RE = re.compile(r"^(?P<prefix>/?[^:]+):(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+)(?::(?P<port>\d+))?$")
-
-
-@dataclass(frozen=True)
-class RouteSpec:
-    """One row of the table: `/prefix` -> targets. `strip` is False for `serve --aio` apps."""
-
-    prefix: str
-    targets: tuple[tuple[str, int], ...]
-    strip: bool = True
-    source: str = "config"
-
-    def describe(self) -> str:
-        where = ", ".join(f"{host}:{port}" for host, port in self.targets)
-        return f"{self.prefix or '(fallback)'} -> {where}{'' if self.strip else ' (full path)'}"
-
-
-def parse_target(text: str, default_port: int | None, what: str) -> tuple[str, int]:
-    """`host[:port]`, `[v6]:port`; the port may default."""
-    match = re.match(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+)(?::(\d+))?$", text.strip())
-    if not match or (match.group(2) is None and default_port is None):
-        raise ConfigError(f"{what}: {text!r} must look like HOST:PORT")
-    port = int(match.group(2)) if match.group(2) else default_port
-    if port is None or not 0 < port < 65536:
-        raise ConfigError(f"{what}: {text!r} has no valid port")
-    return match.group(1).strip("[]"), port
 
 
 def parse_upstream(text: str, app_ports: Mapping[str, int]) -> RouteSpec:
@@ -71,22 +49,34 @@ def app_routes(settings: Settings, port_map: Mapping[str, Mapping[str, object]],
     return routes
 
 
-def table_routes(upstreams: Mapping[str, list[str]]) -> list[RouteSpec]:
+def table_routes(upstreams: Mapping[str, UpstreamSettings]) -> list[RouteSpec]:
+    """The `upstreams` entries; one without targets holds only options (targets come from its app)."""
     routes = []
-    for prefix, targets in upstreams.items():
+    for prefix, upstream in upstreams.items():
         where = f"[qkhyper.gateway].upstreams {prefix!r}"
-        if not targets:
-            raise ConfigError(f"{where}: no targets")
-        parsed = tuple(parse_target(t, None, where) for t in targets)
-        routes.append(RouteSpec("/" + normalize_prefix(prefix, where), parsed, True, "upstreams"))
+        targets = tuple(parse_target(t, None, where) for t in upstream.targets)
+        routes.append(
+            RouteSpec(
+                "/" + normalize_prefix(prefix, where),
+                targets,
+                True,
+                "upstreams",
+                upstream.upstream_idle_timeout,
+                upstream.sse_idle_timeout,
+            )
+        )
     return routes
 
 
 def merge_routes(apps: Iterable[RouteSpec], table: Iterable[RouteSpec], cli: Iterable[RouteSpec]) -> list[RouteSpec]:
     """Apps first; the config's `upstreams` and then `--upstream` add prefixes or move an app's.
 
+    An `upstreams` entry without targets keeps the route's targets and sets its
+    options; `--upstream` moves a route and keeps its options.
+
     Raises:
-        ConfigError: the same prefix twice within `upstreams`, or within `--upstream`.
+        ConfigError: the same prefix twice within `upstreams` or `--upstream`,
+            or options for a prefix no route has.
     """
     merged = {route.prefix: route for route in apps}
     for layer in (table, cli):
@@ -95,5 +85,46 @@ def merge_routes(apps: Iterable[RouteSpec], table: Iterable[RouteSpec], cli: Ite
             if route.prefix in seen:
                 raise ConfigError(f"duplicate gateway prefix {route.prefix} ({route.source})")
             seen.add(route.prefix)
-            merged[route.prefix] = route
+            merged[route.prefix] = _overlay(merged.get(route.prefix), route)
     return sorted(merged.values(), key=lambda r: r.prefix)
+
+
+def _overlay(below: RouteSpec | None, route: RouteSpec) -> RouteSpec:
+    if route.targets:
+        if below is None or route.source == "upstreams":
+            return route
+        return dataclasses.replace(
+            route,
+            upstream_idle_timeout=below.upstream_idle_timeout,
+            sse_idle_timeout=below.sse_idle_timeout,
+        )
+    if below is None:
+        raise ConfigError(f"[qkhyper.gateway].upstreams {route.prefix!r}: no targets and no app with that prefix")
+    return dataclasses.replace(
+        below, upstream_idle_timeout=route.upstream_idle_timeout, sse_idle_timeout=route.sse_idle_timeout
+    )
+
+
+def gateway_options(settings: Settings, upstreams: Sequence[str] = ()) -> GatewayOptions:
+    """Everything a gateway worker needs, resolved in the parent (routes, ports, settings).
+
+    Raises:
+        ConfigError: duplicate prefixes, malformed upstreams, no route at all.
+    """
+    cfg = settings.qkhyper.gateway
+    apps = app_routes(settings, read_port_map(settings.port_map_path()), cfg.default_upstream)
+    app_ports = {route.prefix: route.targets[0][1] for route in apps}
+    cli = [parse_upstream(text, app_ports) for text in upstreams]
+    routes = merge_routes(apps, table_routes(cfg.upstreams), cli)
+    fallback = parse_target(cfg.fallback, None, "fallback") if cfg.fallback else None
+    if not routes and fallback is None:
+        raise ConfigError(f"{settings.source}: the gateway has no routes (no apps with a known port, no upstreams)")
+    return GatewayOptions(cfg, tuple(routes), fallback, settings.qkhyper.docs_assets)
+
+
+def describe(options: GatewayOptions) -> list[str]:
+    """The route table as `serve` prints it at start."""
+    lines = [route.describe() for route in options.routes]
+    if options.fallback:
+        lines.append(f"(fallback) -> {options.fallback[0]}:{options.fallback[1]}")
+    return lines

@@ -1,16 +1,30 @@
-"""The only code that touches upstream sockets: a small stream seam, two implementations.
+"""The only code that touches upstream sockets: a narrow stream seam and its real backends.
+
+The pool gets a `NetworkBackend` in its constructor (httpcore's
+`network_backend=`), so tests hand it `mock.MockBackend` and run every retry,
+timeout and cleanup branch in-process, with no socket.
+
+The contract every backend keeps, so the connection above it needs no
+library-specific `except`:
+
+- `connect_tcp` raises `OSError` when the connection cannot be made;
+- `receive` returns `b""` at end of stream and raises `ConnectionError` when
+  the connection was reset, or closed by this side (`aclose`);
+- `send` raises `ConnectionError` when the connection is broken or closed;
+- `is_readable` on an idle connection means the upstream closed it (or sent
+  bytes nobody asked for): either way it cannot be reused.
 
 On asyncio/uvloop (the default worker classes) a plain `asyncio.Protocol` is
 used. anyio's asyncio `SocketStream` yields to the event loop after every
 write and pauses/resumes reading (two epoll changes) around every read; on the
 proxy's hot path that was a measurable share of each request. Under trio, the
-anyio stream is used as is. Both read `b""` at end of stream and raise
-`OSError` subclasses or anyio's broken/closed errors on failure.
+anyio stream is used, with its errors mapped to the contract above.
 """
 
 from __future__ import annotations
 
 import asyncio
+import select
 import socket
 from collections import deque
 from typing import Protocol
@@ -26,19 +40,25 @@ class NetworkStream(Protocol):
     async def receive(self, max_bytes: int) -> bytes: ...
     async def send(self, data: bytes) -> None: ...
     async def aclose(self) -> None: ...
-    def fileno(self) -> int: ...
+    def is_readable(self) -> bool: ...
 
 
-async def connect(host: str, port: int) -> NetworkStream:
-    """Open a TCP connection with the current event loop's fastest stream."""
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:  # not asyncio: trio
-        return AnyioStream(await anyio.connect_tcp(host, port))
-    transport, protocol = await loop.create_connection(_StreamProtocol, host, port)
-    sock: socket.socket = transport.get_extra_info("socket")
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return AsyncioStream(transport, protocol)
+class NetworkBackend(Protocol):
+    async def connect_tcp(self, host: str, port: int) -> NetworkStream: ...
+
+
+class AutoBackend:
+    """The fastest stream for the running event loop."""
+
+    async def connect_tcp(self, host: str, port: int) -> NetworkStream:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not asyncio: trio
+            return AnyioStream(await anyio.connect_tcp(host, port))
+        transport, protocol = await loop.create_connection(_StreamProtocol, host, port)
+        sock: socket.socket = transport.get_extra_info("socket")
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return AsyncioStream(transport, protocol)
 
 
 class _StreamProtocol(asyncio.Protocol):
@@ -90,11 +110,13 @@ class AsyncioStream:
     def __init__(self, transport: asyncio.Transport, protocol: _StreamProtocol) -> None:
         self.transport = transport
         self.protocol = protocol
-        self._fd: int = transport.get_extra_info("socket").fileno()
+        self.closed = False
 
     async def receive(self, max_bytes: int) -> bytes:
         protocol = self.protocol
-        while not protocol.chunks:
+        while not protocol.chunks or self.closed:
+            if self.closed:
+                raise ConnectionAbortedError("connection closed by the proxy")
             if protocol.eof:
                 if protocol.error is not None:
                     raise ConnectionResetError(str(protocol.error))
@@ -112,7 +134,7 @@ class AsyncioStream:
         return chunk
 
     async def send(self, data: bytes) -> None:
-        if self.transport.is_closing():
+        if self.closed or self.transport.is_closing():
             raise BrokenPipeError("upstream connection is closed")
         self.transport.write(data)
         if self.protocol.write_paused:  # back-pressure: wait until the kernel took it
@@ -120,10 +142,13 @@ class AsyncioStream:
             await self.protocol.writer
 
     async def aclose(self) -> None:
+        self.closed = True
         self.transport.abort()
+        self.protocol._wake_reader()
 
-    def fileno(self) -> int:
-        return self._fd
+    def is_readable(self) -> bool:
+        # The event loop has already delivered whatever arrived: no system call needed.
+        return bool(self.protocol.chunks) or self.protocol.eof
 
 
 class AnyioStream:
@@ -136,13 +161,23 @@ class AnyioStream:
             return await self.stream.receive(max_bytes)
         except anyio.EndOfStream:
             return b""
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
+            raise ConnectionResetError(repr(exc)) from None
 
     async def send(self, data: bytes) -> None:
-        await self.stream.send(data)
+        try:
+            await self.stream.send(data)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
+            raise BrokenPipeError(repr(exc)) from None
 
     async def aclose(self) -> None:
         with anyio.CancelScope(shield=True):
-            await self.stream.aclose()
+            try:
+                await self.stream.aclose()
+            except OSError:
+                pass  # already gone, nothing to do
 
-    def fileno(self) -> int:
-        return self._fd
+    def is_readable(self) -> bool:
+        poller = select.poll()
+        poller.register(self._fd, select.POLLIN)
+        return bool(poller.poll(0))

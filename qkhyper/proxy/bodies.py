@@ -1,119 +1,170 @@
 """Moving bodies through the proxy: the request body upstream, the response body back.
 
 Each direction goes chunk by chunk as it arrives, so memory stays flat for any
-size and `await send(...)` is the back-pressure.
+size and `await send(...)` is the back-pressure. Each direction has its own
+clock: `client_body_timeout` is the longest the client may stay silent in the
+middle of its body, `upstream_idle_timeout` (or `sse_idle_timeout`) the longest
+the upstream may stay silent in the middle of its answer. Time spent waiting
+for the *other* side to take a chunk counts against neither.
 """
 
 from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import anyio
 import h11
 
 from ..asgi.types import Receive, Send
-from .connection import UpstreamConnection, UpstreamError
-from .protocol import IDEMPOTENT, RequestHead
+from .connection import UpstreamConnection
+from .errors import BodyTooLarge, ClientBodyTimeout, ClientGone, ResponseHeadTimeout, UpstreamIdleTimeout
+from .protocol import RequestHead
+from .watchdog import Watchdog
 
 
 class RequestBody:
-    """The request body: read from the client once, sent on as it arrives.
+    """The request body: read from the client once, sent upstream as it arrives."""
 
-    A body that fit in the first message is kept, so a request whose pooled
-    connection turned out closed can be sent again.
-    """
-
-    def __init__(self, receive: Receive, head: RequestHead, limit: int) -> None:
+    def __init__(self, receive: Receive, head: RequestHead, *, limit: int, client_timeout: float, send_timeout: float):
         self.receive = receive
-        self.expected = head.length != 0
+        self.empty = head.length == 0
         self.limit = limit
-        self.first: bytes | None = None if self.expected else b""
-        self.complete = not self.expected
+        self.client_timeout = client_timeout
+        self.send_timeout = send_timeout
         self.consumed = False
 
-    def replayable(self, head: RequestHead) -> bool:
-        return head.method.decode() in IDEMPOTENT and self.first == b"" and self.complete
-
     async def send_to(self, conn: UpstreamConnection) -> None:
-        if not self.expected:
+        """Send the body and its end.
+
+        Raises:
+            ClientGone, ClientBodyTimeout, BodyTooLarge: the client's side failed.
+            ResponseHeadTimeout: the upstream took no chunk within read_timeout.
+            UpstreamClosed: the connection broke.
+        """
+        if self.empty:
             await conn.send(h11.EndOfMessage())
             return
-        if self.first is not None and self.complete:
-            if self.first:
-                await conn.send(h11.Data(data=self.first))
-            await conn.send(h11.EndOfMessage())
-            return
-        if self.consumed:
-            raise UpstreamError("closed", "request body already sent to a failed upstream")
+        assert not self.consumed, "a request body can be sent only once"
         self.consumed = True
         size = 0
-        more = True
-        while more:
-            message = await self.receive()
-            if message["type"] == "http.disconnect":
-                raise UpstreamError("closed", "client left during the request body")
-            chunk = message.get("body", b"")
-            more = message.get("more_body", False)
-            size += len(chunk)
-            if self.limit and size > self.limit:
-                raise UpstreamError("too_large", f"request body over {self.limit} bytes")
-            if self.first is None:
-                self.first = chunk
-                self.complete = not more
-            if chunk:
-                await conn.send(h11.Data(data=chunk))
-        await conn.send(h11.EndOfMessage())
+        waiting_for_client = True
+        with anyio.CancelScope() as scope:
+            more = True
+            while more:
+                waiting_for_client = True
+                scope.deadline = anyio.current_time() + self.client_timeout
+                message = await self.receive()
+                if message["type"] == "http.disconnect":
+                    raise ClientGone("the client left during the request body")
+                chunk = message.get("body", b"")
+                more = message.get("more_body", False)
+                size += len(chunk)
+                if self.limit and size > self.limit:
+                    raise BodyTooLarge(f"request body over {self.limit} bytes")
+                waiting_for_client = False
+                scope.deadline = anyio.current_time() + self.send_timeout
+                if chunk:
+                    await conn.send(h11.Data(data=chunk))
+            await conn.send(h11.EndOfMessage())
+            scope.deadline = math.inf
+        if scope.cancelled_caught:
+            if waiting_for_client:
+                raise ClientBodyTimeout(f"no request body data for {self.client_timeout:g} s")
+            raise ResponseHeadTimeout(f"upstream took no request body data for {self.send_timeout:g} s")
 
 
-async def stream_body(conn: UpstreamConnection, send: Send, label: str) -> None:
-    """Send each upstream chunk on; a chunk followed by the end goes as the last one."""
-    try:
-        event = await conn.next_event()
-        while True:
-            if isinstance(event, h11.Data):
-                after = conn.peek()
-                if isinstance(after, h11.EndOfMessage):
-                    await send({"type": "http.response.body", "body": event.data})
-                    return
-                await send({"type": "http.response.body", "body": event.data, "more_body": True})
-                event = await conn.next_event() if after is h11.NEED_DATA else after  # type: ignore[assignment]
-            elif isinstance(event, h11.EndOfMessage):
-                await send({"type": "http.response.body", "body": b""})
-                return
-            else:  # h11.ConnectionClosed before the end
-                raise UpstreamError("closed", "connection closed")
-    except UpstreamError as exc:
-        if exc.kind == "client_left":
-            raise
-        raise MidBody(label) from None
+class ResponseBody:
+    """Relays the upstream's body to the client, each chunk as it arrives.
 
+    While waiting for the upstream, `idle` seconds (0: no limit) is the
+    watchdog's deadline; while the client takes a chunk there is none.
+    """
 
-async def stream_watched(conn: UpstreamConnection, send: Send, receive: Receive, label: str) -> None:
-    """Stream a long or endless body; if the client leaves, stop and drop the upstream connection."""
-    failure: UpstreamError | None = None
-    async with anyio.create_task_group() as group:
+    def __init__(self, conn: UpstreamConnection, send: Send, watchdog: Watchdog, idle: float) -> None:
+        self.conn = conn
+        self.send = send
+        self.watchdog = watchdog
+        self.idle = idle
+        self.token = -1
 
-        async def watch_client() -> None:
-            while (await receive())["type"] != "http.disconnect":
-                pass
-            conn.client_left = True
-            await conn.aclose()
+    async def relay(self, receive: Receive | None) -> None:
+        """Send the whole body on; with `receive`, stop as soon as the client leaves.
 
-        group.start_soon(watch_client)
+        Raises:
+            UpstreamClosed, MalformedResponse, UpstreamIdleTimeout, ClientGone
+        """
+        with self._watched():
+            if receive is None:
+                await self._relay()
+            else:
+                await self._relay_watched(receive)
+
+    async def read_up_to(self, limit: int) -> tuple[list[bytes], bool]:
+        """Read chunks until the end or until more than `limit` bytes; and whether it was the end."""
+        chunks: list[bytes] = []
+        size = 0
+        with self._watched():
+            while size <= limit:
+                event = await self.conn.next_event()
+                if isinstance(event, h11.EndOfMessage):
+                    return chunks, True
+                assert isinstance(event, h11.Data)
+                chunks.append(event.data)
+                size += len(event.data)
+        return chunks, False
+
+    @contextmanager
+    def _watched(self) -> Iterator[None]:
+        self.token = self.watchdog.watch(self.conn, self.idle, self._expired, None)
         try:
-            await stream_body(conn, send, label)
-        except UpstreamError as exc:  # raised after the group, not wrapped in an exception group
-            failure = exc
-        group.cancel_scope.cancel()
-    if failure is not None:
-        raise failure
+            yield
+        finally:
+            self.watchdog.unwatch(self.token)
 
+    def _expired(self) -> UpstreamIdleTimeout:
+        return UpstreamIdleTimeout(f"upstream sent nothing for {self.idle:g} s in the middle of the body")
 
-class MidBody(UpstreamError):
-    """The upstream broke off a body already being sent: the client's response can only end short."""
+    async def _relay(self) -> None:
+        conn, send = self.conn, self.send
+        event = await conn.next_event()
+        while not isinstance(event, h11.EndOfMessage):
+            assert isinstance(event, h11.Data)
+            after = conn.peek()
+            if isinstance(after, h11.EndOfMessage):
+                await send({"type": "http.response.body", "body": event.data})
+                return
+            await self._send_chunk(event.data)
+            event = await conn.next_event() if after is h11.NEED_DATA else after  # type: ignore[assignment]
+        await send({"type": "http.response.body", "body": b""})
 
-    def __init__(self, label: str) -> None:
-        super().__init__("closed", f"upstream of {label} closed in the middle of the body")
+    async def _send_chunk(self, data: bytes) -> None:
+        self.watchdog.pause(self.token)
+        await self.send({"type": "http.response.body", "body": data, "more_body": True})
+        self.watchdog.extend(self.token, self.idle)
+
+    async def _relay_watched(self, receive: Receive) -> None:
+        """As `_relay`, for long or endless bodies: a client that leaves ends it at once."""
+        failure: BaseException | None = None
+        async with anyio.create_task_group() as group:
+
+            async def watch_client() -> None:
+                while (await receive())["type"] != "http.disconnect":
+                    pass
+                await self.conn.abort(ClientGone("the client disconnected; upstream response abandoned"))
+
+            group.start_soon(watch_client)
+            try:
+                await self._relay()
+            except Exception as exc:  # raised after the group, not wrapped in an exception group
+                failure = exc
+            group.cancel_scope.cancel()
+        if failure is not None:
+            raise failure
 
 
 async def drain(conn: UpstreamConnection) -> None:
-    while not isinstance(event := await conn.next_event(), (h11.EndOfMessage, h11.ConnectionClosed)):
-        del event
+    """Read and drop the rest of a response (HEAD, 204, 304, a redirect followed internally)."""
+    while not isinstance(await conn.next_event(), h11.EndOfMessage):
+        pass

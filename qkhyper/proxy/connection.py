@@ -1,124 +1,142 @@
-"""One keep-alive HTTP/1.1 connection to an upstream: an anyio stream driven by h11.
+"""One keep-alive HTTP/1.1 connection to an upstream: a network stream driven by h11.
 
-h11 does the protocol (sans-io); this class only moves bytes. Any failure
-marks the connection unusable (h11's `send_failed`), so a half-written
-connection is never returned to the pool.
+h11 does the protocol (sans-io); this class moves bytes and turns every way
+the exchange can fail into one `errors` class, at the point it is detected:
+
+- the stream breaks, or ends, before a byte of the response arrived:
+  `UpstreamClosed(before_response=True)`, the case a retry may cover
+  (h11 alone would call that end of stream a protocol error);
+- it breaks or ends later: `UpstreamClosed`;
+- h11 cannot read what arrived: `MalformedResponse`;
+- someone else (the watchdog) gave up on the exchange: `abort(exc)` records
+  why, closes the stream, and the blocked reader raises that `exc`.
+
+A connection goes back to the pool only when both h11 sides are `DONE`
+(`recycle`); any failure marks it unusable, so a half-used connection is never
+reused (httpcore's `_response_closed`).
 """
 
 from __future__ import annotations
 
-import select
-import time
+import enum
 
-import anyio
 import h11
 
-from .backend import NetworkStream, connect
+from ..config.model import Address
+from .backend import NetworkStream
+from .errors import BadRequest, MalformedResponse, ProxyError, UpstreamClosed
 
 # Bytes read from an upstream at a time; also the largest body chunk sent on.
 READ_SIZE = 256 * 1024
 # h11 refuses response heads larger than this (its own default is 16 KiB).
 MAX_HEAD = 64 * 1024
 
-
-class UpstreamError(Exception):
-    """An upstream failed; `kind` picks the status: refused/protocol/closed -> 502, timeout -> 504."""
-
-    def __init__(self, kind: str, detail: str) -> None:
-        super().__init__(detail)
-        self.kind = kind
-
-    @property
-    def status(self) -> int:
-        return 504 if self.kind == "timeout" else 502
-
-
-Target = tuple[str, int]
+class State(enum.Enum):
+    ACTIVE = "active"  # an exchange is under way
+    IDLE = "idle"  # in the pool, ready for the next request
+    CLOSED = "closed"
 
 
 class UpstreamConnection:
-    def __init__(self, stream: NetworkStream, target: Target) -> None:
+    def __init__(self, stream: NetworkStream, target: Address, now: float) -> None:
         self.stream = stream
         self.target = target
         self.h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD)
-        self.idle_since = time.monotonic()
-        self.timed_out = False  # set by the watchdog before it closes the stream
-        self.client_left = False  # likewise, when the client disconnected while we waited
-        self.closed = False
-        self._fd = stream.fileno()
-
-    @classmethod
-    async def open(cls, target: Target, timeout: float) -> UpstreamConnection:
-        host, port = target
-        try:
-            with anyio.fail_after(timeout):
-                stream = await connect(host, port)
-        except TimeoutError:
-            raise UpstreamError("timeout", f"connect to {host}:{port} timed out after {timeout:g} s") from None
-        except OSError as exc:
-            raise UpstreamError("refused", f"connect to {host}:{port} failed: {exc.strerror or exc}") from None
-        return cls(stream, target)
+        self.state = State.ACTIVE
+        self.idle_since = now
+        self.failure: ProxyError | None = None  # why abort() ended the exchange
+        self.received = 0  # bytes of the current response read so far
+        self.sent = 0  # bytes of the current request written so far
+        self.eof = False  # the upstream ended its side of the stream
+        self._stream_closed = False
 
     async def send(self, event: h11.Event) -> None:
+        """Send one h11 event (only ever a request, its body or its end).
+
+        Raises:
+            UpstreamClosed: the connection broke; nothing more can be sent.
+            BadRequest: the body does not match the head's framing.
+        """
         try:
             data = self.h11.send(event)
-            if data:
-                await self.stream.send(data)
-        except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError, h11.LocalProtocolError) as exc:
+        except h11.LocalProtocolError as exc:  # the ASGI server delivered a body its head did not announce
+            raise self._failed(BadRequest(f"request body does not match its Content-Length: {exc}")) from None
+        if not data:
+            return
+        try:
+            await self.stream.send(data)
+        except ConnectionError as exc:
             self.h11.send_failed()
-            raise self._failure("closed", f"sending to upstream failed: {exc!r}") from None
+            raise self._failed(self._closed(f"sending to upstream failed: {exc!r}")) from None
+        self.sent += len(data)
 
     async def next_event(self) -> h11.Event:
-        """The next response event, reading from the network only when h11 needs more."""
+        """The next response event, reading from the network only when h11 needs more.
+
+        Raises:
+            UpstreamClosed, MalformedResponse, or whatever `abort` was given.
+        """
         while True:
-            try:
-                event = self.h11.next_event()
-            except h11.RemoteProtocolError as exc:
-                raise self._failure("protocol", f"malformed response from upstream: {exc}") from None
+            event = self.peek()
             if event is not h11.NEED_DATA:
                 return event  # type: ignore[return-value]
             try:
                 data = await self.stream.receive(READ_SIZE)
-            except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
-                raise self._failure("closed", f"upstream connection lost: {exc!r}") from None
+            except ConnectionError as exc:
+                raise self._failed(self._closed(f"upstream connection lost: {exc!r}")) from None
+            if not data and self.h11.their_state is h11.SEND_RESPONSE:
+                # h11 reports this as a protocol error; it is a close, and maybe a retry.
+                raise self._failed(self._closed("upstream closed the connection without a response"))
+            self.eof = not data
+            self.received += len(data)
             self.h11.receive_data(data)
 
     def peek(self) -> h11.Event | type[h11.NEED_DATA]:
-        """The next event if it is already buffered, without touching the network."""
+        """The next event if it is already buffered, without touching the network.
+
+        Raises:
+            MalformedResponse: h11 cannot parse what arrived (a truncated body: `UpstreamClosed`).
+        """
+        if self.failure is not None:
+            raise self.failure
+        state = self.h11.their_state
         try:
             return self.h11.next_event()  # type: ignore[return-value]
         except h11.RemoteProtocolError as exc:
-            raise self._failure("protocol", f"malformed response from upstream: {exc}") from None
+            if self.eof:
+                where = "body" if state is h11.SEND_BODY else "response head"
+                raise self._failed(UpstreamClosed(f"upstream closed in the middle of the {where} ({exc})")) from None
+            raise self._failed(MalformedResponse(f"malformed response from upstream: {exc}")) from None
 
-    def _failure(self, kind: str, detail: str) -> UpstreamError:
-        if self.timed_out:
-            return UpstreamError("timeout", "upstream did not answer in time")
-        if self.client_left:
-            return UpstreamError("client_left", "the client disconnected; upstream request abandoned")
-        return UpstreamError(kind, detail)
+    def _closed(self, message: str) -> UpstreamClosed:
+        return UpstreamClosed(message, before_response=self.received == 0)
 
-    def reusable(self) -> bool:
-        return not self.closed and self.h11.our_state is h11.DONE and self.h11.their_state is h11.DONE
+    def _failed(self, exc: ProxyError) -> ProxyError:
+        """The error to raise: the watchdog's reason if it ended the exchange, else `exc`."""
+        self.state = State.CLOSED
+        return self.failure or exc
 
-    def recycle(self) -> bool:
+    async def abort(self, reason: ProxyError) -> None:
+        """End the exchange from outside (a deadline, the client leaving): the reader raises `reason`."""
+        if self.failure is None:
+            self.failure = reason
+        await self.aclose()
+
+    def recycle(self, now: float) -> bool:
         """Ready the connection for the next request; False if it cannot be reused."""
-        if not self.reusable():
+        if self.state is not State.ACTIVE or self.h11.our_state is not h11.DONE or self.h11.their_state is not h11.DONE:
             return False
         self.h11.start_next_cycle()
-        self.idle_since = time.monotonic()
+        self.state = State.IDLE
+        self.idle_since = now
+        self.received = self.sent = 0
         return True
 
-    def peer_closed(self) -> bool:
-        """An idle socket that is readable has been closed (or sent junk) by the upstream."""
-        poller = select.poll()
-        poller.register(self._fd, select.POLLIN)
-        return bool(poller.poll(0))
+    def reuse(self) -> None:
+        self.state = State.ACTIVE
 
     async def aclose(self) -> None:
-        if self.closed:
-            return
-        self.closed = True
-        try:
+        self.state = State.CLOSED
+        if not self._stream_closed:
+            self._stream_closed = True
             await self.stream.aclose()
-        except (OSError, anyio.BrokenResourceError):
-            pass  # already gone, nothing to do

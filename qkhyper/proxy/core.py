@@ -1,60 +1,94 @@
 """The proxy as one object an ASGI app embeds: pool, watchdog, HTTP and WebSocket forwarding.
 
-The gateway and `static`'s API prefix both build one per worker and hand it
-their lifespan, so the watchdog task runs and idle upstream connections are
-closed at shutdown.
+The gateway and `static`'s API prefix both build one per worker from their
+settings table (`ProxySettings`, as loaded) and hand it their lifespan, so the
+watchdog task runs and idle upstream connections are closed at shutdown. The
+network backend and the clock are constructor arguments, so tests run the
+whole core in-process on `mock.MockBackend` and trio's `MockClock`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from collections.abc import Sequence
 
 import anyio
 
 from ..asgi.types import Receive, Scope, Send
-from .forward import Forwarder, ProxyOptions, Route
-from .pool import Pool
+from ..config.model import Address, ProxySettings
+from .backend import AutoBackend, NetworkBackend
+from .forward import BodyRewriter, Forwarder, RedirectFollower, Route
+from .pool import Clock, Pool, Upstreams
+from .protocol import match_prefix
 from .watchdog import Watchdog
-from .websocket import forward_websocket
-
-
-@dataclass(frozen=True)
-class CoreOptions:
-    connect_timeout: float = 5.0
-    read_timeout: float = 60.0
-    pool_idle_timeout: float = 4.0
-    pool_max_idle: int = 64
-    max_body_size: int = 0
-    access_log: bool = False
+from .websocket import WebSocketProxy
 
 
 class ProxyCore:
-    def __init__(self, options: CoreOptions) -> None:
-        self.options = options
-        pool = Pool(
-            max_idle=options.pool_max_idle,
-            idle_timeout=options.pool_idle_timeout,
-            connect_timeout=options.connect_timeout,
+    def __init__(
+        self,
+        settings: ProxySettings,
+        *,
+        backend: NetworkBackend | None = None,
+        clock: Clock = time.monotonic,
+        rewrite_body: BodyRewriter | None = None,
+        follow_redirect: RedirectFollower | None = None,
+    ) -> None:
+        self.settings = settings
+        self.pool = Pool(
+            backend or AutoBackend(),
+            max_idle=settings.pool_max_idle,
+            idle_timeout=settings.pool_idle_timeout,
+            connect_timeout=settings.connect_timeout,
+            clock=clock,
         )
-        proxy_options = ProxyOptions(options.read_timeout, options.max_body_size, options.access_log)
-        self.forward = Forwarder(pool, Watchdog(), proxy_options)
+        self.watchdog = Watchdog(clock)
+        self.forward = Forwarder(
+            self.pool,
+            self.watchdog,
+            settings,
+            rewrite_body=rewrite_body,
+            follow_redirect=follow_redirect,
+            clock=clock,
+        )
+        self.websocket = WebSocketProxy(
+            self.pool, read_timeout=settings.read_timeout, max_message=settings.ws_max_message_size, clock=clock
+        )
 
-    async def handle(self, scope: Scope, receive: Receive, send: Send, route: Route) -> None:
-        """Forward an HTTP request or a WebSocket to `route`."""
+    def route(
+        self,
+        prefix: str,
+        targets: Sequence[Address],
+        *,
+        strip: bool = True,
+        idle_timeout: float | None = None,
+        sse_idle_timeout: float | None = None,
+    ) -> Route:
+        """A route to `targets`; timeouts left as None are this core's settings."""
+        return Route(
+            prefix,
+            Upstreams(targets),
+            strip,
+            self.settings.upstream_idle_timeout if idle_timeout is None else idle_timeout,
+            self.settings.sse_idle_timeout if sse_idle_timeout is None else sse_idle_timeout,
+        )
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send, route: Route, matched: int) -> None:
+        """Forward an HTTP request or a WebSocket to `route`; `matched` bytes of raw_path were its prefix."""
         if scope["type"] == "websocket":
-            await forward_websocket(scope, receive, send, route, self.options.connect_timeout)
+            await self.websocket(scope, receive, send, route, matched)
         else:
-            await self.forward(scope, receive, send, route)
+            await self.forward(scope, receive, send, route, matched)
 
     async def lifespan(self, receive: Receive, send: Send) -> None:
         """Answer the lifespan protocol for the app that embeds this core."""
         await receive()  # startup
         async with anyio.create_task_group() as group:
-            group.start_soon(self.forward.watchdog.run, group)
+            group.start_soon(self.watchdog.run, group)
             await send({"type": "lifespan.startup.complete"})
             await receive()  # shutdown
             group.cancel_scope.cancel()
-        await self.forward.pool.aclose()
+        await self.pool.aclose()
         await send({"type": "lifespan.shutdown.complete"})
 
 
@@ -64,9 +98,11 @@ class PrefixProxy:
     def __init__(self, core: ProxyCore, route: Route) -> None:
         self.core = core
         self.route = route
+        self.prefix = route.prefix.encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             await self.core.lifespan(receive, send)
-        else:
-            await self.core.handle(scope, receive, send, self.route)
+            return
+        raw: bytes = scope.get("raw_path") or scope["path"].encode()
+        await self.core.handle(scope, receive, send, self.route, match_prefix(raw, self.prefix) or 0)

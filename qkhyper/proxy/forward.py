@@ -1,46 +1,52 @@
 """Forwarding one HTTP request: pick a target, send the head and body, relay the response.
 
-Retries, redirects the gateway follows itself, Location rewriting and the JSON
-502/504 answers live here; moving the bodies is `bodies.py`'s job.
+Every connection this module takes from the pool is, on every path out,
+either returned to it (the exchange ended cleanly) or closed: failures and
+cancellation included (`_discard` is shielded). Every failure is a
+`errors.ProxyError` raised where it happened; `answer_error` turns it into the
+client's answer through the one table in `errors.py`.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
+import anyio
 import h11
 
 from ..asgi.responses import send_json
-from ..asgi.types import Receive, Scope, Send
-from .bodies import MidBody, RequestBody, drain, stream_body, stream_watched
-from .connection import Target, UpstreamConnection, UpstreamError
-from .pool import Pool, Upstreams
-from .protocol import (
-    BadRequest,
-    RequestHead,
-    public_origin,
-    request_head,
-    request_host,
-    response_headers,
-    rewrite_location,
-    upstream_target,
+from ..asgi.types import Message, Receive, Scope, Send
+from ..config.model import Address, ProxySettings
+from .bodies import RequestBody, ResponseBody, drain
+from .connection import UpstreamConnection
+from .errors import (
+    BodyTooLarge,
+    ClientGone,
+    ConnectFailed,
+    MalformedResponse,
+    ProxyError,
+    ResponseHeadTimeout,
+    UpstreamClosed,
+    outcome,
 )
+from .pool import Clock, Pool, Upstreams
+from .protocol import RequestHead, public_origin, request_head, response_headers, rewrite_location, upstream_target
 from .watchdog import Watchdog
 
 log = logging.getLogger("qkhyper.proxy")
 access_log = logging.getLogger("qkhyper.access")
 
-# Bodies up to this size with a Content-Length are sent without a disconnect watcher.
+# Bodies up to this size with a Content-Length are relayed without a disconnect watcher.
 SMALL_BODY = 1024 * 1024
-# Largest docs page or openapi.json the body hook may buffer and edit.
+# Largest docs page or openapi.json the body rewriter may buffer; beyond it the body passes unmodified.
 REWRITE_LIMIT = 4 * 1024 * 1024
+# Paths --fastapi-redirect remembers; the oldest is forgotten first.
+REDIRECT_MEMO_SIZE = 1024
 _NO_BODY_STATUS = frozenset({204, 304})
-
-BodyHook = Callable[[bytes, bytes], bytes]  # (route-relative path, body) -> new body
 
 
 @dataclass(frozen=True)
@@ -50,110 +56,168 @@ class Route:
     prefix: str  # "/users"; "" for the fallback route
     upstreams: Upstreams
     strip: bool = True
+    idle_timeout: float = 60.0  # upstream_idle_timeout of this route
+    sse_idle_timeout: float = 0.0
+
+    @property
+    def label(self) -> str:
+        return self.prefix or "fallback"
 
 
-@dataclass(frozen=True)
-class ProxyOptions:
-    read_timeout: float = 60.0  # until the response head arrives
-    max_body_size: int = 0  # 0: unlimited
-    access_log: bool = False
+# (route, route-relative path) -> a function that edits the whole body, or None to leave it alone.
+BodyRewriter = Callable[[Route, bytes], Callable[[bytes], bytes] | None]
+# (route, route-relative path, response) -> the path to ask instead, or None to pass the response on.
+RedirectFollower = Callable[[Route, bytes, h11.Response], bytes | None]
 
 
+class RedirectMemo:
+    """What --fastapi-redirect learned (`/items` is really `/items/`), bounded, least recently used out."""
+
+    def __init__(self, size: int = REDIRECT_MEMO_SIZE) -> None:
+        self.size = size
+        self._paths: OrderedDict[tuple[str, bytes], bytes] = OrderedDict()
+
+    def get(self, prefix: str, path: bytes) -> bytes | None:
+        found = self._paths.get((prefix, path))
+        if found is not None:
+            self._paths.move_to_end((prefix, path))
+        return found
+
+    def put(self, prefix: str, path: bytes, new_path: bytes) -> None:
+        self._paths[(prefix, path)] = new_path
+        self._paths.move_to_end((prefix, path))
+        while len(self._paths) > self.size:
+            self._paths.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._paths)
+
+
+@dataclass(frozen=True, slots=True)
 class UpstreamResponse:
-    """What came back, for the body stage and the access log."""
+    """A response head, and the connection its body is still to come on."""
 
-    def __init__(self, conn: UpstreamConnection, event: h11.Response, target: Target) -> None:
-        self.conn = conn
-        self.event = event
-        self.target = target
+    conn: UpstreamConnection
+    event: h11.Response
+    target: Address
+
+
+def may_retry(exc: ProxyError, *, reused: bool, nothing_sent: bool, replayable: bool) -> bool:
+    """SPEC §4: a pooled connection that turns out closed is retried once, on a fresh one.
+
+    Only when the close came before any byte of the response (so the upstream
+    gave no answer to act on), and either no byte of the request was written,
+    or the method is idempotent and the body empty (so sending it again is safe).
+    """
+    return reused and isinstance(exc, UpstreamClosed) and exc.before_response and (nothing_sent or replayable)
 
 
 class Forwarder:
-    def __init__(self, pool: Pool, watchdog: Watchdog, options: ProxyOptions) -> None:
+    def __init__(
+        self,
+        pool: Pool,
+        watchdog: Watchdog,
+        settings: ProxySettings,
+        *,
+        rewrite_body: BodyRewriter | None = None,
+        follow_redirect: RedirectFollower | None = None,
+        clock: Clock = time.monotonic,
+    ) -> None:
         self.pool = pool
         self.watchdog = watchdog
-        self.options = options
-        self.redirects: dict[tuple[str, bytes], bytes] = {}  # --fastapi-redirect memory
-        self.body_hook: Callable[[Route, bytes], BodyHook | None] | None = None
-        self.redirect_hook: Callable[[Route, bytes, UpstreamResponse], bytes | None] | None = None
+        self.settings = settings
+        self.rewrite_body = rewrite_body
+        self.follow_redirect = follow_redirect
+        self.redirects = RedirectMemo()
+        self.clock = clock
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send, route: Route) -> None:
-        started = time.monotonic()
-        status = 0
-        target: Target | None = None
+    async def __call__(self, scope: Scope, receive: Receive, send: Send, route: Route, matched: int) -> None:
+        """Forward the request; `matched` bytes of `raw_path` spelled the route's prefix."""
+        started = self.clock()
+        answer = _Answer(send)
+        target: Address | None = None
         try:
-            status, target = await self._forward(scope, receive, send, route)
-        except BadRequest as exc:
-            status = 400
-            await send_json(send, 400, {"error": "bad request", "detail": str(exc)})
-        except UpstreamError as exc:
-            status = exc.status
-            if exc.kind == "client_left":
-                status = 499  # nginx's code for it, in the access log only: nobody is listening
-                return
-            log.warning("%s %s -> %s: %s", scope["method"], scope["path"], route.prefix or "fallback", exc)
-            await send_error(send, exc, route)
+            target = await self._forward(scope, receive, answer, route, matched)
+        except ProxyError as exc:
+            await self._fail(scope, answer, route, exc)
         finally:
-            if self.options.access_log:
-                elapsed = (time.monotonic() - started) * 1000
-                where = f"{target[0]}:{target[1]}" if target else "-"
-                access_log.info(
-                    '%s "%s %s" %d -> %s %s %.1fms',
-                    (scope.get("client") or ("-",))[0],
-                    scope["method"],
-                    scope["path"],
-                    status,
-                    route.prefix or "fallback",
-                    where,
-                    elapsed,
-                )
+            if self.settings.access_log:
+                _log_access(scope, answer.status, route, target, (self.clock() - started) * 1000)
 
-    async def _forward(self, scope: Scope, receive: Receive, send: Send, route: Route) -> tuple[int, Target]:
+    async def _fail(self, scope: Scope, answer: _Answer, route: Route, exc: ProxyError) -> None:
+        result = outcome(exc)
+        if isinstance(exc, ClientGone):
+            answer.status = result.status  # in the access log only: nobody is listening
+            return
+        if answer.started:
+            log.warning("%s %s -> %s: %s; response cut short", scope["method"], scope["path"], route.label, exc)
+            return  # ending the response short is all that is left: the server closes the connection
+        log.warning("%s %s -> %s: %s", scope["method"], scope["path"], route.label, exc)
+        await answer_error(answer, exc, route)
+
+    async def _forward(self, scope: Scope, receive: Receive, send: _Answer, route: Route, matched: int) -> Address:
         raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
-        path = raw_path[len(route.prefix) :] if route.strip else raw_path
-        if self.redirect_hook is not None:
-            path = self.redirects.get((route.prefix, path), path)
-        target = upstream_target(path, scope.get("query_string", b""), 0)
-        host = request_host(scope)
-        head = request_head(scope, target, route.prefix if route.strip else "", host)
-        if self.options.max_body_size and (head.length or 0) > self.options.max_body_size:
-            await send_json(send, 413, {"error": "request body too large", "limit": self.options.max_body_size})
-            return 413, route.upstreams.targets[0]
-        body = RequestBody(receive, head, self.options.max_body_size)
+        path = raw_path[matched:] if route.strip else raw_path
+        if self.follow_redirect is not None:
+            path = self.redirects.get(route.prefix, path) or path
+        head = request_head(scope, upstream_target(path, scope.get("query_string", b"")), _sent_prefix(route))
+        limit = self.settings.max_body_size
+        if limit and (head.length or 0) > limit:
+            raise BodyTooLarge(f"request body of {head.length} bytes over max_body_size ({limit})")
+        body = RequestBody(
+            receive,
+            head,
+            limit=limit,
+            client_timeout=self.settings.client_body_timeout,
+            send_timeout=self.settings.read_timeout,
+        )
         response = await self._exchange(route, head, body, receive)
-        response = await self._follow_redirect(route, head, body, receive, response, path)
-        await self._relay(scope, receive, send, route, response, path)
-        return response.event.status_code, response.target
+        response = await self._follow(route, head, body, receive, response, path)
+        try:
+            await self._relay(scope, receive, send, route, response, path)
+        except BaseException:
+            await _discard(response.conn)
+            raise
+        return response.target
 
     async def _exchange(self, route: Route, head: RequestHead, body: RequestBody, receive: Receive) -> UpstreamResponse:
-        """Send the request to the first target that takes it; return the response head."""
-        error: UpstreamError | None = None
-        for target in route.upstreams.order(time.monotonic()):
-            for attempt in range(2):
-                conn, reused = await self._connect(route, target)
-                if conn is None:
-                    break
-                try:
-                    return UpstreamResponse(conn, await self._round_trip(conn, head, body, receive), target)
-                except UpstreamError as exc:
-                    await conn.aclose()
-                    error = exc
-                    # A reused connection the upstream had closed: safe to try once more
-                    # if nothing of the request could have been acted on (SPEC §4).
-                    retry = reused and attempt == 0 and exc.kind == "closed" and body.replayable(head)
-                    if not retry:
-                        raise
-        raise error or UpstreamError("refused", f"no upstream of {route.prefix or 'fallback'} accepted the connection")
+        """The response head from the first target that takes the request."""
+        targets = route.upstreams.order(self.clock())
+        failed: ConnectFailed | None = None
+        for target in targets:
+            try:
+                return await self._exchange_with(target, head, body, receive)
+            except ConnectFailed as exc:  # nothing was sent: the next target may have it
+                if len(targets) == 1:
+                    raise
+                log.warning("%s: %s; skipping it for a while", route.label, exc)
+                route.upstreams.mark_down(target, self.clock())
+                failed = exc
+        assert failed is not None
+        raise failed
 
-    async def _connect(self, route: Route, target: Target) -> tuple[UpstreamConnection | None, bool]:
+    async def _exchange_with(
+        self, target: Address, head: RequestHead, body: RequestBody, receive: Receive
+    ) -> UpstreamResponse:
+        conn, reused = await self.pool.acquire(target)
         try:
-            return await self.pool.acquire(target)
-        except UpstreamError as exc:
-            if exc.kind != "refused" or len(route.upstreams.targets) == 1:
+            return UpstreamResponse(conn, await self._round_trip(conn, head, body, receive), target)
+        except UpstreamClosed as exc:
+            await _discard(conn)
+            if not may_retry(
+                exc, reused=reused, nothing_sent=conn.sent == 0, replayable=head.idempotent and body.empty
+            ):
                 raise
-            log.warning("%s: %s; skipping it for a while", route.prefix, exc)
-            route.upstreams.mark_down(target, time.monotonic())
-            return None, False
+            log.info("%s:%d closed a pooled connection (%s); retrying on a new one", *target, exc)
+        except BaseException:
+            await _discard(conn)
+            raise
+        conn = await self.pool.connect(target)
+        try:
+            return UpstreamResponse(conn, await self._round_trip(conn, head, body, receive), target)
+        except BaseException:
+            await _discard(conn)
+            raise
 
     async def _round_trip(
         self, conn: UpstreamConnection, head: RequestHead, body: RequestBody, receive: Receive
@@ -162,20 +226,16 @@ class Forwarder:
         # own), so h11's per-header regex checks would only repeat work on the hot path.
         await conn.send(h11.Request(method=head.method, target=head.target, headers=head.headers, _parsed=True))
         await body.send_to(conn)
-        token = self.watchdog.watch(conn, self.options.read_timeout, receive)
+        timeout = self.settings.read_timeout
+        token = self.watchdog.watch(conn, timeout, lambda: _head_timeout(timeout), receive)
         try:
-            while True:
-                event = await conn.next_event()
-                if isinstance(event, h11.Response):
-                    return event
-                if isinstance(event, h11.ConnectionClosed):
-                    host, port = conn.target
-                    raise UpstreamError("closed", f"upstream {host}:{port} closed without a response")
-                # h11.InformationalResponse (100 Continue): keep waiting for the real one.
+            while not isinstance(event := await conn.next_event(), h11.Response):
+                pass  # h11.InformationalResponse (100 Continue, 103 Early Hints): wait for the real one
+            return event
         finally:
             self.watchdog.unwatch(token)
 
-    async def _follow_redirect(
+    async def _follow(
         self,
         route: Route,
         head: RequestHead,
@@ -184,85 +244,138 @@ class Forwarder:
         response: UpstreamResponse,
         path: bytes,
     ) -> UpstreamResponse:
-        if self.redirect_hook is None or head.length != 0 or head.chunked:
+        """--fastapi-redirect: ask again at the path an upstream's trailing-slash redirect names.
+
+        Owns `response.conn` until it is back in the pool: on any failure before that, it is closed.
+        """
+        if self.follow_redirect is None or not body.empty:
             return response
-        new_path = self.redirect_hook(route, path, response)
-        if new_path is None:
-            return response
-        await drain(response.conn)
+        try:
+            new_path = self.follow_redirect(route, path, response.event)
+            if new_path is None:
+                return response
+            await drain(response.conn)
+        except BaseException:
+            await _discard(response.conn)
+            raise
         await self.pool.release(response.conn)
-        self.redirects[(route.prefix, path.partition(b"?")[0])] = new_path
+        self.redirects.put(route.prefix, path.partition(b"?")[0], new_path)
         query = head.target.partition(b"?")[2]
         again = RequestHead(head.method, new_path + (b"?" + query if query else b""), head.headers, 0, False)
         return await self._exchange(route, again, body, receive)
 
     async def _relay(
-        self, scope: Scope, receive: Receive, send: Send, route: Route, response: UpstreamResponse, path: bytes
+        self, scope: Scope, receive: Receive, send: _Answer, route: Route, response: UpstreamResponse, path: bytes
     ) -> None:
         event = response.event
         head = response_headers(event.headers)
         if head.conflicting:
-            await response.conn.aclose()
-            raise UpstreamError("protocol", "upstream response has both Content-Length and Transfer-Encoding")
+            raise MalformedResponse("upstream response has both Content-Length and Transfer-Encoding")
         headers = head.headers
         if head.location >= 0:
-            prefix = route.prefix if route.strip else ""
             name, value = headers[head.location]
-            headers[head.location] = (name, rewrite_location(value, response.target, public_origin(scope), prefix))
+            headers[head.location] = (
+                name,
+                rewrite_location(value, response.target, public_origin(scope), _sent_prefix(route)),
+            )
         conn = response.conn
-        hook = self.body_hook(route, path) if self.body_hook and scope["method"] == "GET" else None
-        if hook is not None and 200 <= event.status_code < 300 and (head.length or 0) <= REWRITE_LIMIT:
-            await self._relay_rewritten(send, conn, event.status_code, headers, hook, path)
-            return
-        await send({"type": "http.response.start", "status": event.status_code, "headers": headers})
-        if scope["method"] == "HEAD" or event.status_code in _NO_BODY_STATUS:
-            await drain(conn)
-            await send({"type": "http.response.body", "body": b""})
-        elif not head.event_stream and head.length is not None and head.length <= SMALL_BODY:
-            await stream_body(conn, send, route.prefix or "fallback")
+        idle = route.sse_idle_timeout if head.event_stream else route.idle_timeout
+        body = ResponseBody(conn, send, self.watchdog, idle)
+        edit = self._rewriter(scope, route, path, event.status_code, head.length)
+        if edit is not None:
+            await self._relay_rewritten(body, event.status_code, headers, edit)
         else:
-            await stream_watched(conn, send, receive, route.prefix or "fallback")
+            await send({"type": "http.response.start", "status": event.status_code, "headers": headers})
+            if scope["method"] == "HEAD" or event.status_code in _NO_BODY_STATUS:
+                await drain(conn)
+                await send({"type": "http.response.body", "body": b""})
+            else:
+                small = not head.event_stream and head.length is not None and head.length <= SMALL_BODY
+                await body.relay(None if small else receive)
         await self.pool.release(conn)
+
+    def _rewriter(
+        self, scope: Scope, route: Route, path: bytes, status: int, length: int | None
+    ) -> Callable[[bytes], bytes] | None:
+        if self.rewrite_body is None or scope["method"] != "GET" or not 200 <= status < 300:
+            return None
+        if length is not None and length > REWRITE_LIMIT:
+            return None
+        return self.rewrite_body(route, path)
 
     async def _relay_rewritten(
-        self,
-        send: Send,
-        conn: UpstreamConnection,
-        status: int,
-        headers: list[tuple[bytes, bytes]],
-        hook: BodyHook,
-        path: bytes,
+        self, body: ResponseBody, status: int, headers: list[tuple[bytes, bytes]], edit: Callable[[bytes], bytes]
     ) -> None:
-        """Buffer a small body (a docs page, openapi.json) and let the hook edit it."""
-        chunks: list[bytes] = []
-        while not isinstance(event := await conn.next_event(), h11.EndOfMessage):
-            if isinstance(event, h11.ConnectionClosed):
-                raise UpstreamError("closed", "upstream closed in the middle of the body")
-            if isinstance(event, h11.Data):
-                chunks.append(event.data)
-        body = hook(path, b"".join(chunks))
-        headers = [(k, v) for k, v in headers if k != b"content-length"] + [
-            (b"content-length", str(len(body)).encode())
-        ]
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
-        await self.pool.release(conn)
+        """Buffer a docs page or openapi.json and edit it; past REWRITE_LIMIT, pass it on unmodified."""
+        chunks, ended = await body.read_up_to(REWRITE_LIMIT)
+        if not ended:  # too big to edit: what was read goes first, then the rest as it comes
+            await body.send({"type": "http.response.start", "status": status, "headers": headers})
+            await body.send({"type": "http.response.body", "body": b"".join(chunks), "more_body": True})
+            await body.relay(None)
+            return
+        data = edit(b"".join(chunks))
+        headers = [(k, v) for k, v in headers if k != b"content-length"]
+        headers.append((b"content-length", str(len(data)).encode()))
+        await body.send({"type": "http.response.start", "status": status, "headers": headers})
+        await body.send({"type": "http.response.body", "body": data})
 
 
-STATUS_TEXT = {502: "bad gateway", 504: "gateway timeout", 413: "request body too large"}
+class _Answer:
+    """The client's `send`, remembering whether the response has started and with what status."""
+
+    __slots__ = ("_send", "started", "status")
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self.started = False
+        self.status = 0
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.started = True
+            self.status = message["status"]
+        await self._send(message)
 
 
-async def send_error(send: Send, exc: UpstreamError, route: Route) -> None:
-    """The small JSON answer for a failed upstream (never a traceback)."""
-    if isinstance(exc, MidBody):
-        return  # the response has started: ending it short is all that is left
-    status = 413 if exc.kind == "too_large" else exc.status
-    body: dict[str, Any] = {"error": STATUS_TEXT[status], "route": route.prefix or "fallback"}
-    if exc.kind != "too_large":
-        body["reason"] = {"refused": "upstream refused the connection", "timeout": "upstream timed out"}.get(
-            exc.kind, "upstream failed"
-        )
-    try:
-        await send_json(send, status, body)
-    except RuntimeError:
-        pass  # the response had already started; the server closes the connection
+def _sent_prefix(route: Route) -> str:
+    """The X-Forwarded-Prefix an upstream gets: the prefix it does not see in its path."""
+    return route.prefix if route.strip else ""
+
+
+def _head_timeout(timeout: float) -> ResponseHeadTimeout:
+    return ResponseHeadTimeout(f"no response head within {timeout:g} s")
+
+
+async def _discard(conn: UpstreamConnection) -> None:
+    """Close a connection whose exchange failed or was cancelled; cancellation cannot stop this."""
+    with anyio.CancelScope(shield=True):
+        await conn.aclose()
+
+
+async def answer_error(send: Send, exc: ProxyError, route: Route) -> None:
+    """The small JSON answer for a failed request (never a traceback)."""
+    result = outcome(exc)
+    body: dict[str, object] = {"error": result.error, "route": route.label}
+    if result.reason:
+        body["reason"] = result.reason
+    elif result.status == 400:
+        body["detail"] = str(exc)
+    await send_json(send, result.status, body, [(b"connection", b"close")] if result.status in _CLOSE else [])
+
+
+# After these the client's connection may hold bytes nobody read (a body, a smuggled request): close it.
+_CLOSE = frozenset({400, 408, 413})
+
+
+def _log_access(scope: Scope, status: int, route: Route, target: Address | None, elapsed_ms: float) -> None:
+    where = f"{target[0]}:{target[1]}" if target else "-"
+    access_log.info(
+        '%s "%s %s" %d -> %s %s %.1fms',
+        (scope.get("client") or ("-",))[0],
+        scope["method"],
+        scope["path"],
+        status,
+        route.label,
+        where,
+        elapsed_ms,
+    )

@@ -3,61 +3,96 @@
 LIFO reuse keeps the hottest connections busy and lets the rest age out; an
 idle connection older than `idle_timeout` is never reused. The default (4 s)
 sits below the 5 s after which Hypercorn and uvicorn close idle connections,
-so the proxy drops a connection before the upstream can (RELIABILITY §2).
+so the proxy drops a connection before the upstream can (RELIABILITY §2). An
+idle connection the upstream closed anyway is seen as readable and dropped
+before reuse; the close that is still on its way is the forwarder's retry.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-from .connection import Target, UpstreamConnection
+import anyio
 
-# A connection idle for longer than this is checked for a close from the upstream
-# before reuse (a zero-timeout poll); fresher ones cannot have hit a keep-alive limit.
-RECHECK_AFTER = 1.0
+from ..config.model import Address
+from .backend import NetworkBackend
+from .connection import UpstreamConnection
+from .errors import ConnectFailed, ConnectTimeout
+
+Clock = Callable[[], float]
+
 # How long a target that refused a connection is skipped (SPEC §4, passive health).
 DOWN_FOR = 10.0
 
 
 class Pool:
-    def __init__(self, *, max_idle: int = 64, idle_timeout: float = 4.0, connect_timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        backend: NetworkBackend,
+        *,
+        max_idle: int,
+        idle_timeout: float,
+        connect_timeout: float,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        self.backend = backend
         self.max_idle = max_idle
         self.idle_timeout = idle_timeout
         self.connect_timeout = connect_timeout
-        self._idle: dict[Target, list[UpstreamConnection]] = {}
+        self.clock = clock
+        self._idle: dict[Address, list[UpstreamConnection]] = {}
 
-    async def acquire(self, target: Target) -> tuple[UpstreamConnection, bool]:
+    async def acquire(self, target: Address) -> tuple[UpstreamConnection, bool]:
         """A connection to `target` and whether it was reused from the pool.
 
         Raises:
-            UpstreamError: a new connection could not be opened.
+            ConnectFailed, ConnectTimeout: a new connection could not be opened.
         """
         idle = self._idle.get(target)
-        now = time.monotonic()
+        now = self.clock()
         while idle:
             conn = idle.pop()
-            age = now - conn.idle_since
-            if age >= self.idle_timeout:
+            if now - conn.idle_since >= self.idle_timeout:
                 # LIFO: everything below this one is older still.
                 stale = [conn, *idle]
                 idle.clear()
                 for old in stale:
                     await old.aclose()
                 break
-            if age > RECHECK_AFTER and conn.peer_closed():
+            if conn.stream.is_readable():  # closed by the upstream while idle
                 await conn.aclose()
                 continue
+            conn.reuse()
             return conn, True
-        return await UpstreamConnection.open(target, self.connect_timeout), False
+        return await self.connect(target), False
+
+    async def connect(self, target: Address) -> UpstreamConnection:
+        """A new connection to `target`, within `connect_timeout`.
+
+        Raises:
+            ConnectFailed, ConnectTimeout
+        """
+        host, port = target
+        try:
+            with anyio.fail_after(self.connect_timeout):
+                stream = await self.backend.connect_tcp(host, port)
+        except TimeoutError:
+            raise ConnectTimeout(f"connect to {host}:{port} timed out after {self.connect_timeout:g} s") from None
+        except OSError as exc:
+            raise ConnectFailed(f"connect to {host}:{port} failed: {exc.strerror or exc}") from None
+        return UpstreamConnection(stream, target, self.clock())
 
     async def release(self, conn: UpstreamConnection) -> None:
         """Return a finished connection, or close it if it cannot be reused."""
         idle = self._idle.setdefault(conn.target, [])
-        if len(idle) < self.max_idle and conn.recycle():
+        if len(idle) < self.max_idle and conn.recycle(self.clock()):
             idle.append(conn)
         else:
             await conn.aclose()
+
+    def idle_count(self, target: Address) -> int:
+        return len(self._idle.get(target, ()))
 
     async def aclose(self) -> None:
         for idle in self._idle.values():
@@ -69,12 +104,12 @@ class Pool:
 class Upstreams:
     """The targets of one route: round-robin, skipping those that refused recently."""
 
-    def __init__(self, targets: Sequence[Target]) -> None:
+    def __init__(self, targets: Sequence[Address]) -> None:
         self.targets = list(targets)
         self._next = 0
-        self._down_until: dict[Target, float] = {}
+        self._down_until: dict[Address, float] = {}
 
-    def order(self, now: float) -> list[Target]:
+    def order(self, now: float) -> list[Address]:
         """Targets to try for one request, healthy ones first."""
         if len(self.targets) == 1:
             return self.targets
@@ -84,6 +119,6 @@ class Upstreams:
         healthy = [t for t in rotated if self._down_until.get(t, 0.0) <= now]
         return healthy + [t for t in rotated if t not in healthy]
 
-    def mark_down(self, target: Target, now: float) -> None:
+    def mark_down(self, target: Address, now: float) -> None:
         if len(self.targets) > 1:
             self._down_until[target] = now + DOWN_FOR

@@ -12,7 +12,9 @@ from __future__ import annotations
 from collections.abc import Iterable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote_to_bytes, urlsplit
+
+from .errors import BadRequest
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -31,11 +33,11 @@ HOP_BY_HOP = frozenset(
     }
 )
 _FORWARDED = frozenset({b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"x-forwarded-prefix"})
-IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
-
-
-class BadRequest(Exception):
-    """The client's request cannot be forwarded; the message is safe to show."""
+# What wsproto writes itself in a WebSocket handshake (Host, key, version, offers).
+WEBSOCKET_OWN = frozenset(
+    {b"sec-websocket-key", b"sec-websocket-version", b"sec-websocket-extensions", b"sec-websocket-protocol"}
+)
+IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,53 +46,28 @@ class RequestHead:
 
     method: bytes
     target: bytes
-    headers: Headers
+    headers: Headers  # Host first, then the client's end-to-end headers, then X-Forwarded-*
     length: int | None  # Content-Length of the body; None with chunked; 0 without a body
     chunked: bool
 
+    @property
+    def idempotent(self) -> bool:
+        return self.method in IDEMPOTENT
 
-def request_head(scope: MutableMapping[str, Any], target: bytes, prefix: str, host: bytes) -> RequestHead:
-    """The upstream request for an ASGI `scope`, with `target` as its path and query.
+
+def request_head(scope: MutableMapping[str, Any], target: bytes, prefix: str) -> RequestHead:
+    """The upstream request for an HTTP `scope`, with `target` as its path and query.
 
     Raises:
-        BadRequest: both Content-Length and Transfer-Encoding, or a bad Content-Length.
+        BadRequest: both Content-Length and Transfer-Encoding, a bad
+            Content-Length, or a duplicate or (on HTTP/1.1) missing Host.
     """
-    headers: Headers = []
-    length: bytes | None = None
-    chunked = False
-    forwarded_for: list[bytes] = []
-    client_host: bytes | None = None
-    named: set[bytes] = set()
-    for name, value in scope["headers"]:
-        if name == b"content-length":
-            if length is not None and length != value.strip():
-                raise BadRequest("conflicting Content-Length headers")
-            length = value.strip()
-        elif name == b"transfer-encoding":
-            chunked = True
-        elif name == b"x-forwarded-for":
-            forwarded_for.append(value)
-        elif name == b"connection":
-            named |= {t.strip().lower() for t in value.split(b",")}
-        elif name not in HOP_BY_HOP and name not in _FORWARDED:
-            if name == b"host":
-                client_host = value
-            headers.append((name, value))
-    if named - HOP_BY_HOP:  # headers the client declared hop-by-hop (RFC 9110 §7.6.1)
-        headers = [(k, v) for k, v in headers if k not in named or k == b"host"]
+    host, headers, length, chunked = _end_to_end(scope, HOP_BY_HOP)
     if chunked and length is not None:
         raise BadRequest("both Content-Length and Transfer-Encoding")
     if length is not None and not (length.isdigit() and len(length) < 19):
         raise BadRequest("invalid Content-Length")
-    client = scope.get("client")
-    forwarded_for.append(str(client[0]).encode() if client else b"unknown")
-    if client_host is None:
-        headers.append((b"host", host))
-    headers.append((b"x-forwarded-for", b", ".join(forwarded_for)))
-    headers.append((b"x-forwarded-proto", b"https" if scope.get("scheme") in ("https", "wss") else b"http"))
-    headers.append((b"x-forwarded-host", client_host or host))
-    if prefix:
-        headers.append((b"x-forwarded-prefix", prefix.encode()))
+    headers = [(b"host", host), *headers, *forwarded_headers(scope, host, prefix)]
     size: int | None = 0
     if length is not None:
         size = int(length)
@@ -99,6 +76,93 @@ def request_head(scope: MutableMapping[str, Any], target: bytes, prefix: str, ho
         size = None
         headers.append((b"transfer-encoding", b"chunked"))
     return RequestHead(scope["method"].encode(), target, headers, size, chunked)
+
+
+def websocket_headers(scope: MutableMapping[str, Any], prefix: str) -> tuple[bytes, Headers]:
+    """Host and the extra handshake headers for a WebSocket `scope`: the same policy as HTTP.
+
+    Raises:
+        BadRequest: a duplicate or missing Host.
+    """
+    host, headers, _, _ = _end_to_end(scope, HOP_BY_HOP | WEBSOCKET_OWN)
+    return host, [*headers, *forwarded_headers(scope, host, prefix)]
+
+
+def _end_to_end(
+    scope: MutableMapping[str, Any], dropped: frozenset[bytes]
+) -> tuple[bytes, Headers, bytes | None, bool]:
+    """The client's Host, its end-to-end headers, its Content-Length and whether it was chunked."""
+    headers: Headers = []
+    hosts: list[bytes] = []
+    length: bytes | None = None
+    chunked = False
+    named: set[bytes] = set()
+    for name, value in scope["headers"]:
+        if name == b"host":
+            hosts.append(value)
+        elif name == b"content-length":
+            if length is not None and length != value.strip():
+                raise BadRequest("conflicting Content-Length headers")
+            length = value.strip()
+        elif name == b"transfer-encoding":
+            chunked = True
+        elif name == b"connection":
+            named |= {t.strip().lower() for t in value.split(b",")}
+        elif name not in dropped and name not in _FORWARDED:
+            headers.append((name, value))
+    if named - dropped:  # headers the client declared hop-by-hop (RFC 9110 §7.6.1)
+        headers = [(k, v) for k, v in headers if k not in named]
+    return _one_host(scope, hosts), headers, length, chunked
+
+
+def _one_host(scope: MutableMapping[str, Any], hosts: list[bytes]) -> bytes:
+    """RFC 9112 §3.2: exactly one Host on HTTP/1.1; HTTP/1.0 may go without (then: the server's address)."""
+    if len(hosts) > 1:
+        raise BadRequest("more than one Host header")
+    if hosts:
+        return bytes(hosts[0])
+    if scope.get("http_version", "1.1") not in ("1.0", "0.9"):
+        raise BadRequest("no Host header")
+    return request_host(scope)
+
+
+def forwarded_headers(scope: MutableMapping[str, Any], host: bytes, prefix: str) -> Headers:
+    """X-Forwarded-*: For appended to, Proto, Host and Prefix set (the client's own are dropped)."""
+    chain = [value for name, value in scope["headers"] if name == b"x-forwarded-for"]
+    client = scope.get("client")
+    chain.append(str(client[0]).encode() if client else b"unknown")
+    headers = [
+        (b"x-forwarded-for", b", ".join(chain)),
+        (b"x-forwarded-proto", b"https" if scope.get("scheme") in ("https", "wss") else b"http"),
+        (b"x-forwarded-host", host),
+    ]
+    if prefix:
+        headers.append((b"x-forwarded-prefix", prefix.encode()))
+    return headers
+
+
+def match_prefix(raw_path: bytes, prefix: bytes) -> int | None:
+    """How many bytes of `raw_path` spell `prefix` on whole segments, or None.
+
+    Segments are compared percent-decoded (`/%61pi/x` is under `/api`, as the
+    upstream will read it), and the raw bytes after the match are what gets
+    forwarded, untouched.
+    """
+    size = len(prefix)
+    if raw_path.startswith(prefix) and (len(raw_path) == size or raw_path[size] == 0x2F):  # "/"
+        return size
+    if b"%" not in raw_path:
+        return None
+    end = 0
+    for wanted in prefix.split(b"/")[1:]:
+        if end >= len(raw_path) or raw_path[end] != 0x2F:
+            return None
+        stop = raw_path.find(b"/", end + 1)
+        stop = len(raw_path) if stop < 0 else stop
+        if unquote_to_bytes(raw_path[end + 1 : stop]) != wanted:
+            return None
+        end = stop
+    return end
 
 
 # Like nginx, the proxy's own server writes these; the upstream's would be duplicates.
@@ -165,9 +229,9 @@ def rewrite_location(location: bytes, upstream: tuple[str, int], public: bytes, 
     return public + prefix.encode() + rest.encode("latin-1")
 
 
-def upstream_target(raw_path: bytes, query: bytes, strip: int) -> bytes:
+def upstream_target(path: bytes, query: bytes) -> bytes:
     """Path and query for the upstream: the raw bytes after the prefix, untouched."""
-    path = raw_path[strip:] or b"/"
+    path = path or b"/"
     if not path.startswith(b"/"):
         path = b"/" + path
     return path + b"?" + query if query else path

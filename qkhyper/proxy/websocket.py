@@ -1,11 +1,20 @@
 """Proxying a WebSocket: the ASGI side from the server, the upstream side with wsproto.
 
-Subprotocols are negotiated end to end (the client's offer goes upstream, the
-upstream's choice comes back in `websocket.accept`), and close codes and
-reasons are relayed both ways (Hypercorn reports every client close to its
-app as 1006, so a client's own code only survives with the uvicorn backend, on
-the gateway and on the upstream). 1005, 1006 and 1015 describe a close without a
-frame and may not be sent on the wire, so they become 1000 and 1011.
+- The handshake carries the same forwarding headers as plain HTTP
+  (`protocol.websocket_headers`), so a client cannot spoof X-Forwarded-*.
+- Subprotocols are negotiated end to end (the client's offer goes upstream,
+  the upstream's choice comes back in `websocket.accept`).
+- A handshake that fails is answered as HTTP, through the ASGI
+  "websocket.http.response" extension both servers offer: the upstream's own
+  refusal (status and body) is relayed, a dead upstream is 502, a malformed
+  handshake (a wrong Sec-WebSocket-Accept) 502, a silent one 504.
+- Frames the upstream sent in the same packet as its 101 are delivered first:
+  wsproto has already parsed them when the handshake completes.
+- Messages over `ws_max_message_size`, either way, close both sides with 1009.
+- Close codes and reasons are relayed both ways (Hypercorn reports every client
+  close to its app as 1006, so a client's own code only survives with the
+  uvicorn backend). 1005, 1006 and 1015 describe a close without a frame and
+  may not be sent on the wire, so they become 1000 and 1011.
 """
 
 from __future__ import annotations
@@ -21,165 +30,258 @@ from wsproto.events import (
     BytesMessage,
     CloseConnection,
     Event,
+    Message,
     Ping,
     RejectConnection,
+    RejectData,
     Request,
     TextMessage,
 )
+from wsproto.utilities import ProtocolError
 
 from ..asgi.types import Receive, Scope, Send
 from .backend import NetworkStream
-from .connection import READ_SIZE, Target, UpstreamConnection, UpstreamError
-from .forward import Route
-from .protocol import HOP_BY_HOP, request_host, upstream_target
+from .connection import READ_SIZE
+from .errors import ConnectFailed, MalformedResponse, ProxyError, ResponseHeadTimeout, UpstreamClosed, outcome
+from .forward import Route, answer_error
+from .pool import Clock, Pool
+from .protocol import response_headers, upstream_target, websocket_headers
 
 log = logging.getLogger("qkhyper.proxy")
 
 _WIRE_CODES = {1005: 1000, 1006: 1011, 1015: 1011}
-# Handshake headers wsproto writes itself, or that only concern this hop.
-_OWN = HOP_BY_HOP | {
-    b"host",
-    b"sec-websocket-key",
-    b"sec-websocket-version",
-    b"sec-websocket-extensions",
-    b"sec-websocket-protocol",
-    b"x-forwarded-prefix",
-}
+MESSAGE_TOO_BIG = 1009
+# After the client's close went upstream: how long the upstream may take to answer it.
+CLOSE_TIMEOUT = 1.0
 
 
 def wire_code(code: int | None) -> int:
     return _WIRE_CODES.get(code or 1005, code or 1000)
 
 
-async def forward_websocket(scope: Scope, receive: Receive, send: Send, route: Route, timeout: float) -> None:
-    await receive()  # websocket.connect
-    try:
-        stream, target = await _connect(route, timeout)
-    except UpstreamError as exc:
-        log.warning("websocket %s -> %s: %s", scope["path"], route.prefix or "fallback", exc)
-        await send({"type": "websocket.close", "code": 1011})
-        return
-    try:
-        ws = WSConnection(ConnectionType.CLIENT)
+class WebSocketProxy:
+    """Forwards WebSocket sessions of one route set: connect, handshake, then the bridge."""
+
+    def __init__(self, pool: Pool, *, read_timeout: float, max_message: int, clock: Clock = time.monotonic) -> None:
+        self.pool = pool
+        self.read_timeout = read_timeout
+        self.max_message = max_message
+        self.clock = clock
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send, route: Route, matched: int) -> None:
+        await receive()  # websocket.connect
+        raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
+        path = upstream_target(raw_path[matched:] if route.strip else raw_path, scope.get("query_string", b""))
         try:
-            accepted = await _handshake(scope, route, stream, ws, target, timeout)
-        except (OSError, anyio.BrokenResourceError, TimeoutError) as exc:
-            log.warning("websocket %s -> %s: handshake failed: %r", scope["path"], route.prefix or "fallback", exc)
-            accepted = None
-        if accepted is None:
-            await send({"type": "websocket.close", "code": 1011})
+            host, headers = websocket_headers(scope, route.prefix if route.strip else "")
+            stream = await self._connect(route)
+        except ProxyError as exc:
+            log.warning("websocket %s -> %s: %s", scope["path"], route.label, exc)
+            await deny(scope, send, exc, route)
             return
-        await send({"type": "websocket.accept", "subprotocol": accepted.subprotocol})
-        await _bridge(receive, send, stream, ws)
-    finally:
-        await stream.aclose()
-
-
-async def _connect(route: Route, timeout: float) -> tuple[NetworkStream, Target]:
-    error = UpstreamError("refused", "no upstream")
-    for target in route.upstreams.order(time.monotonic()):
         try:
-            conn = await UpstreamConnection.open(target, timeout)
-        except UpstreamError as exc:
-            route.upstreams.mark_down(target, time.monotonic())
-            error = exc
-            continue
-        return conn.stream, target
-    raise error
+            ws = WSConnection(ConnectionType.CLIENT)
+            request = Request(
+                host=host.decode("latin-1"),
+                target=path.decode("latin-1"),
+                subprotocols=list(scope.get("subprotocols", [])),
+                extra_headers=headers,
+            )
+            try:
+                await stream.send(ws.send(request))
+                answer = await self._handshake(stream, ws)
+            except ProxyError as exc:
+                log.warning("websocket %s -> %s: %s", scope["path"], route.label, exc)
+                await deny(scope, send, exc, route)
+                return
+            if isinstance(answer, RejectConnection):
+                log.info("websocket %s -> %s: upstream refused with %d", scope["path"], route.label, answer.status_code)
+                await self._relay_refusal(scope, send, stream, ws, answer)
+                return
+            await send({"type": "websocket.accept", "subprotocol": answer.subprotocol})
+            await Bridge(receive, send, stream, ws, self.max_message).run()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await stream.aclose()
 
+    async def _connect(self, route: Route) -> NetworkStream:
+        targets = route.upstreams.order(self.clock())
+        failed: ConnectFailed | None = None
+        for target in targets:
+            try:
+                return (await self.pool.connect(target)).stream
+            except ConnectFailed as exc:
+                route.upstreams.mark_down(target, self.clock())
+                failed = exc
+        assert failed is not None
+        raise failed
 
-async def _handshake(
-    scope: Scope, route: Route, stream: NetworkStream, ws: WSConnection, target: Target, timeout: float
-) -> AcceptConnection | None:
-    raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
-    path = upstream_target(
-        raw_path[len(route.prefix) :] if route.strip else raw_path, scope.get("query_string", b""), 0
-    )
-    headers = [(k, v) for k, v in scope["headers"] if k not in _OWN]
-    client = scope.get("client")
-    headers += [(b"x-forwarded-for", str(client[0] if client else "unknown").encode())]
-    if route.strip and route.prefix:
-        headers.append((b"x-forwarded-prefix", route.prefix.encode()))
-    request = Request(
-        host=request_host(scope).decode("latin-1"),
-        target=path.decode("latin-1"),
-        subprotocols=list(scope.get("subprotocols", [])),
-        extra_headers=headers,
-    )
-    await stream.send(ws.send(request))
-    with anyio.fail_after(timeout):
-        while True:
-            data = await stream.receive(READ_SIZE)
-            ws.receive_data(data or None)
-            for event in ws.events():
-                if isinstance(event, AcceptConnection):
-                    return event
-                if isinstance(event, RejectConnection):
-                    log.warning("websocket %s: upstream refused with %d", scope["path"], event.status_code)
-                    return None
+    async def _handshake(self, stream: NetworkStream, ws: WSConnection) -> AcceptConnection | RejectConnection:
+        """The upstream's answer to the handshake; frames after it stay buffered in `ws`.
 
-
-async def _bridge(receive: Receive, send: Send, stream: NetworkStream, ws: WSConnection) -> None:
-    async with anyio.create_task_group() as group:
-
-        async def client_to_upstream() -> None:
+        Raises:
+            ResponseHeadTimeout, UpstreamClosed, MalformedResponse
+        """
+        with anyio.move_on_after(self.read_timeout):
             while True:
-                message = await receive()
-                if message["type"] == "websocket.disconnect":
-                    code = wire_code(message.get("code"))
-                    await _send_upstream(stream, ws, CloseConnection(code=code, reason=message.get("reason") or ""))
-                    break
-                if message.get("text") is not None:
-                    await _send_upstream(stream, ws, TextMessage(data=message["text"]))
-                elif message.get("bytes") is not None:
-                    await _send_upstream(stream, ws, BytesMessage(data=message["bytes"]))
-            await anyio.sleep(1)  # give the upstream a moment to answer the close
-            group.cancel_scope.cancel()
+                try:
+                    data = await stream.receive(READ_SIZE)
+                except ConnectionError as exc:
+                    raise UpstreamClosed(f"upstream connection lost during the handshake: {exc!r}") from None
+                if not data:
+                    raise UpstreamClosed("upstream closed the connection during the handshake", before_response=True)
+                try:
+                    ws.receive_data(data)
+                    for event in ws.events():
+                        if isinstance(event, (AcceptConnection, RejectConnection)):
+                            return event
+                except ProtocolError as exc:
+                    raise MalformedResponse(f"malformed WebSocket handshake from upstream: {exc}") from None
+        raise ResponseHeadTimeout(f"no handshake answer within {self.read_timeout:g} s")
 
-        async def upstream_to_client() -> None:
-            code, reason = await _relay_upstream(send, stream, ws)
-            await send({"type": "websocket.close", "code": code, "reason": reason})
-            group.cancel_scope.cancel()
+    async def _relay_refusal(
+        self, scope: Scope, send: Send, stream: NetworkStream, ws: WSConnection, answer: RejectConnection
+    ) -> None:
+        """Pass the upstream's own HTTP answer on (a 403, a 404), body included."""
+        if not _can_deny(scope):
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        headers = response_headers(answer.headers).headers
+        await send({"type": "websocket.http.response.start", "status": answer.status_code, "headers": headers})
+        finished = not answer.has_body
+        with anyio.move_on_after(self.read_timeout):
+            while not finished:
+                events = list(ws.events())
+                for event in events:
+                    if isinstance(event, RejectData):
+                        finished = event.body_finished
+                        await send({"type": "websocket.http.response.body", "body": event.data, "more_body": True})
+                if not finished and not events:
+                    try:
+                        data = await stream.receive(READ_SIZE)
+                    except ConnectionError:
+                        break
+                    ws.receive_data(data or None)
+                    finished = not data
+        if finished:  # else the answer ends short, and the server closes the connection
+            await send({"type": "websocket.http.response.body", "body": b""})
 
-        group.start_soon(client_to_upstream)
-        group.start_soon(upstream_to_client)
+
+def _can_deny(scope: Scope) -> bool:
+    return "websocket.http.response" in (scope.get("extensions") or {})
 
 
-async def _relay_upstream(send: Send, stream: NetworkStream, ws: WSConnection) -> tuple[int, str]:
-    """Forward upstream messages until it closes; return the close code and reason for the client."""
-    text: list[str] = []
-    data: list[bytes] = []
-    while True:
+async def deny(scope: Scope, send: Send, exc: ProxyError, route: Route) -> None:
+    """Refuse a WebSocket as the HTTP error the same failure gets on a plain request."""
+    if not _can_deny(scope):
+        await send({"type": "websocket.close", "code": 1008 if outcome(exc).status == 400 else 1011})
+        return
+
+    async def as_denial(message: dict[str, object]) -> None:
+        await send({**message, "type": message["type"].replace("http.", "websocket.http.", 1)})  # type: ignore[attr-defined]
+
+    await answer_error(as_denial, exc, route)  # type: ignore[arg-type]
+
+
+class Bridge:
+    """The open session: client messages go upstream, upstream messages come back, until one side closes."""
+
+    def __init__(self, receive: Receive, send: Send, stream: NetworkStream, ws: WSConnection, max_message: int):
+        self.receive = receive
+        self.send = send
+        self.stream = stream
+        self.ws = ws
+        self.max_message = max_message
+        self.client_gone = False
+
+    async def run(self) -> None:
+        upstream_done = anyio.Event()
+        async with anyio.create_task_group() as group:
+
+            async def client_to_upstream() -> None:
+                await self._client_to_upstream()
+                with anyio.move_on_after(CLOSE_TIMEOUT):  # let the upstream answer the close
+                    await upstream_done.wait()
+                group.cancel_scope.cancel()
+
+            async def upstream_to_client() -> None:
+                code, reason = await self._upstream_to_client()
+                upstream_done.set()
+                if not self.client_gone:
+                    await self.send({"type": "websocket.close", "code": code, "reason": reason})
+                group.cancel_scope.cancel()
+
+            group.start_soon(client_to_upstream)
+            group.start_soon(upstream_to_client)
+
+    async def _client_to_upstream(self) -> None:
+        while True:
+            message = await self.receive()
+            if message["type"] == "websocket.disconnect":
+                self.client_gone = True
+                code = wire_code(message.get("code"))
+                await self._send_upstream(CloseConnection(code=code, reason=message.get("reason") or ""))
+                return
+            text, data = message.get("text"), message.get("bytes")
+            size = len(text.encode()) if text is not None else len(data or b"")
+            if size > self.max_message:
+                await self._too_big()
+                return
+            if text is not None:
+                await self._send_upstream(TextMessage(data=text))
+            elif data is not None:
+                await self._send_upstream(BytesMessage(data=data))
+
+    async def _too_big(self) -> None:
+        reason = f"message over {self.max_message} bytes"
+        await self._send_upstream(CloseConnection(code=MESSAGE_TOO_BIG, reason=reason))
+        if not self.client_gone:
+            self.client_gone = True
+            await self.send({"type": "websocket.close", "code": MESSAGE_TOO_BIG, "reason": reason})
+
+    async def _upstream_to_client(self) -> tuple[int, str]:
+        """Relay upstream messages until it closes; the close code and reason for the client."""
+        parts: list[str | bytes] = []
+        size = 0
+        while True:
+            try:
+                # What is already parsed first: frames that came with the 101, or with the last read.
+                for event in self.ws.events():
+                    if isinstance(event, Message):
+                        parts.append(event.data)
+                        size += len(event.data)
+                        if size > self.max_message:
+                            await self._too_big()
+                            return MESSAGE_TOO_BIG, "message too big"
+                        if event.message_finished:
+                            await self._deliver(parts)
+                            parts, size = [], 0
+                    elif isinstance(event, Ping):
+                        await self._send_upstream(event.response())
+                    elif isinstance(event, CloseConnection):
+                        if self.ws.state is ConnectionState.REMOTE_CLOSING:  # not the answer to our own close
+                            await self._send_upstream(event.response())
+                        return wire_code(event.code), event.reason or ""
+                chunk = await self.stream.receive(READ_SIZE)
+            except ConnectionError:
+                chunk = b""
+            except ProtocolError as exc:
+                log.warning("websocket: upstream broke the protocol: %s", exc)
+                return 1011, "upstream broke the WebSocket protocol"
+            if not chunk:
+                return 1011, "upstream connection lost"
+            self.ws.receive_data(chunk)
+
+    async def _deliver(self, parts: list[str | bytes]) -> None:
+        if isinstance(parts[0], str):
+            await self.send({"type": "websocket.send", "text": "".join(parts)})  # type: ignore[arg-type]
+        else:
+            await self.send({"type": "websocket.send", "bytes": b"".join(parts)})  # type: ignore[arg-type]
+
+    async def _send_upstream(self, event: Event) -> None:
         try:
-            chunk = await stream.receive(READ_SIZE)
-        except (anyio.BrokenResourceError, OSError):
-            chunk = b""
-        if not chunk:
-            return 1011, "upstream connection lost"
-        ws.receive_data(chunk)
-        for event in ws.events():
-            if isinstance(event, TextMessage):
-                text.append(event.data)
-                if event.message_finished:
-                    await send({"type": "websocket.send", "text": "".join(text)})
-                    text.clear()
-            elif isinstance(event, BytesMessage):
-                data.append(bytes(event.data))
-                if event.message_finished:
-                    await send({"type": "websocket.send", "bytes": b"".join(data)})
-                    data.clear()
-            elif isinstance(event, Ping):
-                await _send_upstream(stream, ws, event.response())
-            elif isinstance(event, CloseConnection):
-                if ws.state is ConnectionState.REMOTE_CLOSING:  # not the answer to our own close
-                    await _send_upstream(stream, ws, event.response())
-                return wire_code(event.code), event.reason or ""
-
-
-async def _send_upstream(stream: NetworkStream, ws: WSConnection, event: Event) -> None:
-    try:
-        await stream.send(ws.send(event))
-    except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
-        pass  # the upstream is gone; the other direction reports it
-    except Exception as exc:  # wsproto refuses to send after a close: nothing left to say
-        log.debug("websocket: not sent upstream: %r", exc)
+            await self.stream.send(self.ws.send(event))
+        except ConnectionError:
+            pass  # the upstream is gone; the other direction reports it
+        except ProtocolError as exc:  # wsproto refuses to send after a close: nothing left to say
+            log.debug("websocket: not sent upstream: %r", exc)

@@ -5,7 +5,7 @@ Request flow, cheapest first:
 1. Paths under the API prefix (on a segment boundary: `/api`, `/api/x`, not
    `/apix`) go to `self.api`, the proxy; 502 JSON while there is none.
 2. Methods other than GET and HEAD: 405 with `Allow: GET, HEAD`.
-3. A cached `Route` for the exact raw path: pick the encoding, one `os.stat`
+3. A cached `Resource` for the exact raw path: pick the encoding, one `os.stat`
    to check the file is unchanged, send precomputed headers (and the cached
    body for a small file). No parsing, regex or thread hop.
 4. Otherwise resolve in a worker thread (`resolve.py`, `files.py`) and
@@ -15,7 +15,7 @@ Request flow, cheapest first:
    (`/index.html`, 200, `no-cache`) when `resolve.spa_fallback` allows it,
    else the one 404 body every refused or missing path shares.
 
-A path refused by `resolve.parse_target` (`..`, `%2f`, dotfiles…) gets that
+A path refused by `resolve.parse_path` (`..`, `%2f`, dotfiles…) gets that
 404 even with `Accept: text/html`: it cannot name a file, so it is no client
 route either, and a scanner probing `/../../etc/passwd` sees 404, not a page.
 The answer depends only on the path's syntax, never on what exists outside
@@ -28,28 +28,26 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Mapping
 from dataclasses import replace
-from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import anyio
 
 from ..asgi.responses import send_json
 from ..asgi.types import ASGIApp, Receive, Scope, Send
+from ..config.model import StaticOptions
 from ..errors import UsageError
-from ..proxy.core import CoreOptions, PrefixProxy, ProxyCore
-from ..proxy.forward import Route as ProxyRoute
-from ..proxy.pool import Upstreams
-from .cache import CACHE_BYTES, SMALL_FILE, FileCache, RouteCache
+from ..proxy.core import PrefixProxy, ProxyCore
+from ..proxy.protocol import match_prefix
+from .cache import CACHE_BYTES, SMALL_FILE, FileCache, ResourceCache
 from .conditional import FULL, evaluate
 from .files import Found, Redirect, Root
 from .negotiate import choose
-from .resolve import INDEX_TARGET, Target, parse_target, redirect_location, spa_fallback
+from .resolve import INDEX_PATH, RequestPath, parse_path, redirect_location, spa_fallback
+from .resources import NOSNIFF, Resource, make_resource
 from .respond import send_variant
-from .routes import NOSNIFF, Route, make_route
 
-RECHECK = 2.0  # seconds a cached route is trusted before its path is resolved again
+RECHECK = 2.0  # seconds a cached resource is trusted before its path is resolved again
 INDEX_RAW = b"/index.html"
 NOT_FOUND = {"error": "not found"}
 ALLOW = [(b"allow", b"GET, HEAD"), NOSNIFF]
@@ -76,7 +74,7 @@ class StaticApp:
         self.api = api
         self.api_prefix = _normal_prefix(api_prefix)
         self.files = FileCache(cache_bytes)
-        self.routes: RouteCache[Route] = RouteCache()
+        self.resources: ResourceCache[Resource] = ResourceCache()
         self.recheck = recheck
         self._encodings: dict[tuple[bytes, tuple[str, ...]], str] = {}
 
@@ -84,21 +82,24 @@ class StaticApp:
         if scope["type"] != "http":
             await self._not_http(scope, receive, send)
             return
-        if self._is_api(scope["path"]):
+        if self._is_api(scope):
             await self._api(scope, receive, send)
             return
         if scope["method"] not in ("GET", "HEAD"):
             await send_json(send, 405, {"error": "method not allowed"}, ALLOW)
             return
         raw: bytes = scope.get("raw_path") or quote(scope["path"]).encode("ascii")
-        route = self.routes.get(raw)
-        if route is not None and await self._serve(raw, route, scope, receive, send):
+        resource = self.resources.get(raw)
+        if resource is not None and await self._serve(raw, resource, scope, receive, send):
             return
         await self._resolve(raw, scope, receive, send)
 
-    def _is_api(self, path: str) -> bool:
-        prefix = self.api_prefix
-        return bool(prefix) and path.startswith(prefix) and (len(path) == len(prefix) or path[len(prefix)] == "/")
+    def _is_api(self, scope: Scope) -> bool:
+        """On whole, percent-decoded segments of the raw path, as the gateway matches its prefixes."""
+        if not self.api_prefix:
+            return False
+        raw: bytes = scope.get("raw_path") or scope["path"].encode()
+        return match_prefix(raw, self.api_prefix.encode()) is not None
 
     async def _api(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.api is None:
@@ -114,22 +115,22 @@ class StaticApp:
             return
         if scope["type"] != "websocket":
             return
-        if self.api is not None and self._is_api(scope["path"]):
+        if self.api is not None and self._is_api(scope):
             await self.api(scope, receive, send)
             return
         await send({"type": "websocket.close", "code": 1008})
 
-    async def _serve(self, raw: bytes, route: Route, scope: Scope, receive: Receive, send: Send) -> bool:
-        """Answer from a cached route; False when the route is stale and must be resolved."""
+    async def _serve(self, raw: bytes, resource: Resource, scope: Scope, receive: Receive, send: Send) -> bool:
+        """Answer from a cached resource; False when it is stale and must be resolved again."""
         now = time.monotonic()
-        if now - route.checked > self.recheck:
-            self.routes.put(raw, replace(route, checked=now))  # others keep using it meanwhile
+        if now - resource.checked > self.recheck:
+            self.resources.put(raw, replace(resource, checked=now))  # others keep using it meanwhile
             return False
         wanted = {name: value for name, value in scope["headers"] if name in _WANTED}
         accept_encoding = wanted.pop(b"accept-encoding", None)
-        variant = route.identity
-        if route.encodings:
-            variant = route.pick(self._choose(accept_encoding, route.encodings))
+        variant = resource.identity
+        if resource.encodings:
+            variant = resource.pick(self._choose(accept_encoding, resource.encodings))
         try:
             st = os.stat(variant.path)
         except OSError:
@@ -166,7 +167,7 @@ class StaticApp:
         return encoding
 
     async def _resolve(self, raw: bytes, scope: Scope, receive: Receive, send: Send) -> None:
-        target = parse_target(raw)
+        target = parse_path(raw)
         if target is not None:
             found = await self._find(target)
             if isinstance(found, Redirect):
@@ -181,28 +182,28 @@ class StaticApp:
 
     async def _index(self, scope: Scope, receive: Receive, send: Send) -> bool:
         """The SPA fallback: whatever `/index.html` answers, with its validators."""
-        route = self.routes.get(INDEX_RAW)
-        if route is not None and await self._serve(INDEX_RAW, route, scope, receive, send):
+        resource = self.resources.get(INDEX_RAW)
+        if resource is not None and await self._serve(INDEX_RAW, resource, scope, receive, send):
             return True
-        found = await self._find(INDEX_TARGET)
+        found = await self._find(INDEX_PATH)
         if not isinstance(found, Found):
             return False
         return await self._serve(INDEX_RAW, self._install(INDEX_RAW, found), scope, receive, send)
 
-    async def _find(self, target: Target) -> Found | Redirect | None:
+    async def _find(self, target: RequestPath) -> Found | Redirect | None:
         try:
             return await anyio.to_thread.run_sync(self.root.find, target)
         except OSError:  # find maps the expected ones itself; anything else is still "not found"
             log.exception("static lookup failed for %r", target.relpath)
             return None
 
-    def _install(self, raw: bytes, found: Found) -> Route:
+    def _install(self, raw: bytes, found: Found) -> Resource:
         for loaded in found.files:
             if loaded.body is not None:
                 self.files.put(loaded.path, loaded.key, loaded.body)
-        route = make_route(found, time.monotonic())
-        self.routes.put(raw, route)
-        return route
+        resource = make_resource(found, time.monotonic())
+        self.resources.put(raw, resource)
+        return resource
 
 
 def _header(scope: Scope, name: bytes) -> bytes | None:
@@ -218,42 +219,21 @@ def _normal_prefix(prefix: str) -> str:
     return "/" + prefix if prefix else ""
 
 
-def _api_app(options: Mapping[str, Any]) -> ASGIApp | None:
+def _api_app(options: StaticOptions) -> ASGIApp | None:
     """The proxy for the API prefix: the gateway's proxy core, one route, prefix stripped."""
-    prefix = _normal_prefix(str(options.get("api_prefix", "")))
-    target = options.get("api_target")
-    if not prefix or not target:
+    prefix = _normal_prefix(options.settings.api_prefix)
+    if not prefix or options.api_target is None:
         return None
-    host, port = api_target_address(str(target))
-    return PrefixProxy(ProxyCore(CoreOptions()), ProxyRoute(prefix, Upstreams([(host, port)])))
+    core = ProxyCore(options.settings)
+    return PrefixProxy(core, core.route(prefix, [options.api_target]))
 
 
-def api_target_address(target: str) -> tuple[str, int]:
-    """`http://HOST[:PORT]` as (host, port).
-
-    Raises:
-        UsageError: another scheme, a path, or no host.
-    """
-    parts = urlsplit(target)
-    try:
-        port = parts.port or 80
-    except ValueError:
-        port = -1
-    if parts.scheme != "http" or not parts.hostname or parts.path not in ("", "/") or port < 1:
-        raise UsageError(f"--api-target {target!r} must look like http://HOST[:PORT]")
-    return parts.hostname, port
-
-
-def create(options: Mapping[str, Any]) -> StaticApp:
+def create(options: StaticOptions) -> StaticApp:
     """The factory `qkhyper static` runs in each worker (`qkhyper.api.STATIC_FACTORY`).
-
-    Args:
-        options: `root` (absolute path), `api_prefix`, `api_target`.
 
     Raises:
         UsageError: the root is not a folder.
     """
-    root = str(options["root"])
-    if not os.path.isdir(root):
-        raise UsageError(f"static root not found: {root}")
-    return StaticApp(root, api_prefix=str(options.get("api_prefix", "/api")), api=_api_app(options))
+    if not os.path.isdir(options.root):
+        raise UsageError(f"static root not found: {options.root}")
+    return StaticApp(options.root, api_prefix=options.settings.api_prefix, api=_api_app(options))

@@ -3,10 +3,10 @@
 - `FileCache` owns the bodies of small files, keyed by real path and valid
   for one stat key. It is bounded by total bytes and evicts least recently
   used first, so memory stays bounded however many URLs point at files.
-- `RouteCache` maps a raw request path to its `Route` (see `routes.py`): the
+- `ResourceCache` maps a raw request path to its `Resource` (see `resources.py`): the
   result of parsing, containment, sibling lookup and header building. A hit
   skips all of that; the app still stats the chosen file on every request,
-  and re-resolves a route after `recheck` seconds, which is how a new
+  and re-resolves a path after `recheck` seconds, which is how a new
   `.br` sibling or a retargeted symlink is noticed. Routes hold no bodies,
   so this cache is bounded by entry count alone (oldest inserted goes first).
 
@@ -63,7 +63,7 @@ class FileCache:
         return len(self._entries)
 
 
-class RouteCache(Generic[V]):
+class ResourceCache(Generic[V]):
     """Raw path → value, bounded by count; insertion order decides eviction."""
 
     def __init__(self, max_entries: int = MAX_ROUTES) -> None:

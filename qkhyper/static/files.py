@@ -22,7 +22,7 @@ import stat
 from dataclasses import dataclass
 
 from .negotiate import IDENTITY, SIBLINGS
-from .resolve import INDEX, Target
+from .resolve import INDEX, RequestPath
 
 # (st_mtime_ns, st_ctime_ns, st_size, st_ino): ctime too, because builds reset
 # mtime and an in-place rewrite keeps the inode, but nothing can set ctime.
@@ -73,7 +73,7 @@ class Root:
         real = os.path.realpath(path)
         return real if real.startswith(self._prefix) else None
 
-    def find(self, target: Target) -> Found | Redirect | None:
+    def find(self, target: RequestPath) -> Found | Redirect | None:
         """Look a target up; None for anything that is not a servable file.
 
         A directory named without its trailing slash is a `Redirect` only

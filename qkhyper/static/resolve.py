@@ -47,7 +47,7 @@ _DEVICES = frozenset(
 
 
 @dataclass(frozen=True, slots=True)
-class Target:
+class RequestPath:
     """A request path that may name a file under the root.
 
     `parts` are decoded segments; `directory` is true for a trailing slash
@@ -68,11 +68,11 @@ class Target:
         return INDEX if self.directory else self.parts[-1]
 
 
-INDEX_TARGET = Target((INDEX,), directory=False)
+INDEX_PATH = RequestPath((INDEX,), directory=False)
 
 
-def parse_target(raw_path: bytes) -> Target | None:
-    """The `Target` for a raw request path, or None when no file may match it."""
+def parse_path(raw_path: bytes) -> RequestPath | None:
+    """The `RequestPath` for a raw request path, or None when no file may match it."""
     raw_path = raw_path.partition(b"?")[0]
     if not raw_path.startswith(b"/") or len(raw_path) > MAX_PATH:
         return None
@@ -88,7 +88,7 @@ def parse_target(raw_path: bytes) -> Target | None:
         parts.append(segment)
     if not parts and not directory:
         return None
-    return Target(tuple(parts), directory)
+    return RequestPath(tuple(parts), directory)
 
 
 def _decode(piece: bytes) -> str | None:
@@ -119,7 +119,7 @@ def has_extension(name: str) -> bool:
     return "." in name.lstrip(".")
 
 
-def spa_fallback(target: Target, accept: bytes | None) -> bool:
+def spa_fallback(target: RequestPath, accept: bytes | None) -> bool:
     """Serve `/index.html` for a missing path? Only for a page a browser navigates to.
 
     The request must accept `text/html` and its last segment must look like a
@@ -136,7 +136,7 @@ def spa_fallback(target: Target, accept: bytes | None) -> bool:
     return not has_extension(name) or name.lower().endswith(".html")
 
 
-def redirect_location(target: Target, query: bytes) -> bytes:
+def redirect_location(target: RequestPath, query: bytes) -> bytes:
     """`Location` for a directory asked without its trailing slash: `./name/`.
 
     Relative, so it stays right behind a proxy that mounts us under another

@@ -27,7 +27,7 @@ from ..asgi.responses import send_json
 from ..asgi.types import Receive, Send
 from .conditional import Outcome
 from .files import open_regular, stat_key
-from .routes import NOSNIFF, Headers, Variant, partial_headers
+from .resources import NOSNIFF, Headers, Variant, partial_headers
 
 CHUNK = 1024 * 1024
 _NOWAIT: int | None = getattr(os, "RWF_NOWAIT", None) if hasattr(os, "preadv") else None

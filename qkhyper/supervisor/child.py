@@ -115,7 +115,7 @@ def run(spec: ChildSpec, fd: int, ready_fd: int, lifeline_fd: int) -> int:
 
 def main(argv: list[str]) -> int:
     spec_json, fd, ready_fd, lifeline_fd = argv
-    return run(ChildSpec.from_json(spec_json), int(fd), int(ready_fd), int(lifeline_fd))
+    return run(ChildSpec.decode(spec_json), int(fd), int(ready_fd), int(lifeline_fd))
 
 
 if __name__ == "__main__":

@@ -7,15 +7,16 @@ all selected apps in `--aio` mode. `ChildSpec` is what a worker process is told
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import importlib.util
-import json
+import pickle
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from ..config.load import did_you_mean
-from ..config.model import Settings
+from ..config.model import BuiltinOptions, Settings
 from ..errors import ConfigError, UsageError
 
 
@@ -39,17 +40,20 @@ class ChildSpec:
     docs_assets: str
     # Set for qkhyper's own servers (gateway, static): the one app is a factory
     # called with these options, and served without the user-app middlewares.
-    options: dict[str, Any] | None = None
+    options: BuiltinOptions | None = None
     debug: bool = False  # --debug: qkhyper's own debug lines from the worker too
 
-    def to_json(self) -> str:
-        return json.dumps(asdict(self))
+    def encode(self) -> str:
+        """The spec as one argv word. Pickle, so the frozen settings arrive as the same classes;
+        the parent writes it for its own child, so nothing untrusted is ever unpickled."""
+        return base64.b64encode(pickle.dumps(self)).decode("ascii")
 
     @classmethod
-    def from_json(cls, text: str) -> ChildSpec:
-        data = json.loads(text)
-        data["apps"] = [AppRef(**a) for a in data["apps"]]
-        return cls(**data)
+    def decode(cls, text: str) -> ChildSpec:
+        spec = pickle.loads(base64.b64decode(text))
+        if not isinstance(spec, cls):
+            raise TypeError(f"not a ChildSpec: {type(spec).__name__}")
+        return spec
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,7 +150,7 @@ def make_plan(settings: Settings, selection: Selection = EVERY_APP) -> ServePlan
     )
 
 
-def child_spec(settings: Settings, label: str, refs: list[AppRef], options: dict[str, Any] | None = None) -> ChildSpec:
+def child_spec(settings: Settings, label: str, refs: list[AppRef], options: BuiltinOptions | None = None) -> ChildSpec:
     qk = settings.qkhyper
     return ChildSpec(
         label=label,
@@ -163,7 +167,7 @@ def child_spec(settings: Settings, label: str, refs: list[AppRef], options: dict
 
 
 def builtin_plan(
-    settings: Settings, label: str, factory: str, options: dict[str, Any], *, port: int, workers: int
+    settings: Settings, label: str, factory: str, options: BuiltinOptions, *, port: int, workers: int
 ) -> ServePlan:
     """A plan for one of qkhyper's own servers: `factory(options)` builds the app.
 
@@ -175,6 +179,9 @@ def builtin_plan(
     if workers < 1:
         raise UsageError(f"--workers must be at least 1, got {workers}")
     child = child_spec(settings, label, [AppRef(label, factory, "")], options)
+    # The proxy's own limit also bounds what the server takes from a client, in one setting.
+    server = {**child.hypercorn, "websocket_max_message_size": options.settings.ws_max_message_size}
+    child = dataclasses.replace(child, hypercorn=server)
     return ServePlan(
         units=[Unit(label, [""], qk.host, port, workers, child)],
         graceful_timeout=settings.graceful_timeout,

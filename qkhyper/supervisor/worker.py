@@ -65,7 +65,7 @@ class Worker:
             sys.executable,
             "-m",
             "qkhyper.supervisor.child",
-            self.unit.child.to_json(),
+            self.unit.child.encode(),
             str(self.sock.fileno()),
             str(ready_w),
             str(self.lifeline),

@@ -167,3 +167,42 @@ def test_hypercorn_keys_pass_through(tmp_path: Path) -> None:
     settings = load(write(tmp_path, "graceful_timeout = 7\nkeep_alive_timeout = 2.5\naccesslog = '-'\n" + APPS))
     assert settings.hypercorn == {"graceful_timeout": 7, "keep_alive_timeout": 2.5, "accesslog": "-"}
     assert settings.graceful_timeout == 7.0
+
+
+def test_proxy_settings_are_one_table_in_gateway_and_static(tmp_path: Path) -> None:
+    text = APPS + "[qkhyper.gateway]\nupstream_idle_timeout = 5\n[qkhyper.static]\nread_timeout = 7\n"
+    settings = load(write(tmp_path, text), env={"QKHYPER_STATIC_CLIENT_BODY_TIMEOUT": "9"})
+    gateway, static = settings.qkhyper.gateway, settings.qkhyper.static
+    assert (gateway.upstream_idle_timeout, gateway.read_timeout, gateway.ws_max_message_size) == (5.0, 60.0, 16 * 2**20)
+    assert (static.read_timeout, static.client_body_timeout, static.sse_idle_timeout) == (7.0, 9.0, 0.0)
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("read_timeout = 0", "qkhyper.gateway.read_timeout must be positive, got 0"),
+        ("connect_timeout = -1", "qkhyper.gateway.connect_timeout must be positive, got -1"),
+        ("upstream_idle_timeout = -1", "qkhyper.gateway.upstream_idle_timeout must be 0 or more, got -1"),
+        ("ws_max_message_size = 0", "qkhyper.gateway.ws_max_message_size must be positive, got 0"),
+        ("pool_max_idle = -2", "qkhyper.gateway.pool_max_idle must be 0 or more, got -2"),
+        ("read_timeout = nan", "qkhyper.gateway.read_timeout must be positive, got nan"),
+        ("read_timeout = 'x'", "qkhyper.gateway.read_timeout must be a number, got 'x'"),
+        ('fallback = "nohost"', "qkhyper.gateway.fallback: 'nohost' must look like HOST:PORT"),
+        ('upstreams = { "/b" = ["h:99999"] }', "upstreams '/b': 'h:99999' has no valid port"),
+        ('upstreams = { "/b" = { targets = ["h:1"], sse_idle_timeout = -3 } }', "sse_idle_timeout must be 0 or more"),
+        ('upstreams = { "/b" = { target = ["h:1"] } }', "unknown key 'target' in [qkhyper.gateway.upstreams./b] (did you mean 'targets'?)"),
+        ('upstreams = { "/../x" = ["h:1"] }', "must be one or more URL path segments"),
+    ],
+)
+def test_proxy_setting_mistakes_name_the_key(tmp_path: Path, line: str, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load(write(tmp_path, APPS + "[qkhyper.gateway]\n" + line + "\n"))
+    assert message in str(info.value)
+
+
+def test_upstreams_take_a_list_or_a_table(tmp_path: Path) -> None:
+    text = APPS + '[qkhyper.gateway.upstreams]\n"/a" = ["h:1"]\n"/b" = { targets = ["h:2"], upstream_idle_timeout = 3 }\n"/users" = { sse_idle_timeout = 30 }\n'
+    upstreams = load(write(tmp_path, text)).qkhyper.gateway.upstreams
+    assert upstreams["/a"].targets == ["h:1"] and upstreams["/a"].upstream_idle_timeout is None
+    assert (upstreams["/b"].targets, upstreams["/b"].upstream_idle_timeout) == (["h:2"], 3.0)
+    assert (upstreams["/users"].targets, upstreams["/users"].sse_idle_timeout) == ([], 30.0)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from qkhyper.config.model import RouteSpec
+from qkhyper.config.targets import parse_target
 from qkhyper.errors import ConfigError
 from qkhyper.gateway.app import RouteTable, suspicious
 from qkhyper.gateway.docs_fix import fix_docs_page, fix_openapi
-from qkhyper.gateway.routes import RouteSpec, merge_routes, parse_target, parse_upstream
+from qkhyper.gateway.routes import merge_routes, parse_upstream
 from qkhyper.proxy.forward import Route
 from qkhyper.proxy.pool import Upstreams
 
@@ -53,13 +55,23 @@ def test_route_table_matches_whole_segments_longest_first() -> None:
         return Route(prefix, Upstreams([("h", 1)]))
 
     table = RouteTable([route("/api"), route("/api/v2"), route("/user")], None)
-    assert table.match(b"/api/v2/x").prefix == "/api/v2"  # type: ignore[union-attr]
-    assert table.match(b"/api/v2").prefix == "/api/v2"  # type: ignore[union-attr]
-    assert table.match(b"/api/v20").prefix == "/api"  # type: ignore[union-attr]
-    assert table.match(b"/users") is None
-    assert table.match(b"/") is None
+
+    def matched(path: bytes) -> tuple[str, int] | None:
+        found = table.match(path)
+        return None if found is None else (found[0].prefix, found[1])
+
+    assert matched(b"/api/v2/x") == ("/api/v2", 7)
+    assert matched(b"/api/v2") == ("/api/v2", 7)
+    assert matched(b"/api/v20") == ("/api", 4)
+    assert matched(b"/users") is None
+    assert matched(b"/") is None
+    # Segments are compared decoded, as the upstream reads them; the raw bytes after them go on.
+    assert matched(b"/%61pi/users/1") == ("/api", 6)
+    assert matched(b"/api/%76%32/x") == ("/api/v2", 11)
+    assert matched(b"/API/x") is None
+    assert matched(b"/%61pix") is None
     fallback = route("")
-    assert RouteTable([route("/api")], fallback).match(b"/other") is fallback
+    assert RouteTable([route("/api")], fallback).match(b"/other") == (fallback, 0)
 
 
 @pytest.mark.parametrize(
@@ -89,3 +101,18 @@ def test_docs_fixes_touch_only_the_openapi_url_and_servers() -> None:
     already = b'{"servers": [{"url": "/users"}]}'
     assert fix_openapi(already, "/users") == already
     assert fix_openapi(b"not json", "/users") == b"not json"
+
+
+def test_upstreams_options_apply_to_an_apps_route_and_survive_a_move() -> None:
+    from qkhyper.config.model import UpstreamSettings
+    from qkhyper.gateway.routes import table_routes
+
+    apps = [RouteSpec("/users", (("127.0.0.1", 8001),), source="app users")]
+    table = table_routes({"users": UpstreamSettings(sse_idle_timeout=30.0), "/new": UpstreamSettings(["h:1"], 5.0)})
+    merged = {r.prefix: r for r in merge_routes(apps, table, [])}
+    assert merged["/users"].targets == (("127.0.0.1", 8001),) and merged["/users"].sse_idle_timeout == 30.0
+    assert (merged["/new"].targets, merged["/new"].upstream_idle_timeout) == ((("h", 1),), 5.0)
+    moved = merge_routes(apps, table, [parse_upstream("users:10.0.0.5:9000", {})])
+    assert [(r.targets, r.sse_idle_timeout) for r in moved if r.prefix == "/users"] == [((("10.0.0.5", 9000),), 30.0)]
+    with pytest.raises(ConfigError, match="'/ghost': no targets and no app with that prefix"):
+        merge_routes(apps, table_routes({"/ghost": UpstreamSettings(upstream_idle_timeout=1.0)}), [])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import threading
 import time
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from tests.conftest import clean_env
@@ -102,12 +103,19 @@ def test_websocket_client_close_code_reaches_upstream(stack: StackFactory, proje
     assert "ws closed 4001" in log.read_text()
 
 
-def test_websocket_to_dead_upstream_closes_cleanly(stack: StackFactory) -> None:
-    s = stack(("--upstream", "dead:127.0.0.1:1"))
-    with pytest.raises(Exception) as info:
-        with connect(f"ws://127.0.0.1:{s.port}/dead/ws", open_timeout=10) as ws:
-            ws.recv()
-    assert "403" in str(info.value) or "1011" in str(info.value)
+@pytest.mark.parametrize("backend", ["hypercorn", "uvicorn"])
+def test_websocket_to_dead_upstream_is_502_json(stack: StackFactory, backend: str) -> None:
+    s = stack(("--upstream", "dead:127.0.0.1:1", "--backend", backend))
+    with pytest.raises(InvalidStatus) as info:
+        with connect(f"ws://127.0.0.1:{s.port}/dead/ws", open_timeout=10):
+            pass
+    response = info.value.response
+    assert response.status_code == 502
+    assert json.loads(response.body) == {
+        "error": "bad gateway",
+        "route": "/dead",
+        "reason": "upstream refused the connection",
+    }
 
 
 def test_client_disconnect_stops_an_endless_stream(stack: StackFactory, project: Path) -> None:
@@ -144,8 +152,8 @@ def test_keep_alive_pool_reuses_connections(stack: StackFactory) -> None:
     assert len(ports) == 1 and ports != {0}
 
 
-def test_stale_pooled_connection_is_retried(stack: StackFactory) -> None:
-    # The upstream closes idle connections after 1 s; the gateway keeps them 10 s.
+def test_pooled_connection_the_upstream_closed_is_not_reused(stack: StackFactory) -> None:
+    # The upstream closes idle connections after 1 s; the gateway would keep them 10 s.
     s = stack(
         ("--backend", "uvicorn"),
         top="keep_alive_timeout = 1",
@@ -153,7 +161,15 @@ def test_stale_pooled_connection_is_retried(stack: StackFactory) -> None:
         gateway_table="pool_idle_timeout = 10.0",
     )
     first = httpx.get(f"{s.url}/up/echo").json()["client_port"]
-    time.sleep(1.5)  # let the upstream close the pooled connection
+    worker = psutil.Process(s.gateway.pids("gateway")[0])
+
+    def pooled() -> bool:
+        return any(c.laddr.port == first and c.status == "ESTABLISHED" for c in worker.net_connections())
+
+    deadline = time.monotonic() + 15
+    while pooled() and time.monotonic() < deadline:  # until the upstream's close has reached the gateway
+        time.sleep(0.05)
+    assert not pooled()
     again = httpx.get(f"{s.url}/up/echo")
     assert again.status_code == 200 and again.json()["client_port"] != first
 

@@ -4,75 +4,164 @@ from __future__ import annotations
 
 import pytest
 
+from qkhyper.asgi.types import Scope
+from qkhyper.proxy.errors import BadRequest
 from qkhyper.proxy.pool import Upstreams
-from qkhyper.proxy.protocol import BadRequest, request_head, response_headers, rewrite_location, upstream_target
+from qkhyper.proxy.protocol import (
+    match_prefix,
+    request_head,
+    response_headers,
+    rewrite_location,
+    upstream_target,
+    websocket_headers,
+)
 
 
-def scope(*headers: tuple[bytes, bytes], method: str = "GET", scheme: str = "http") -> dict[str, object]:
-    return {"method": method, "scheme": scheme, "client": ("198.51.100.2", 5555), "headers": list(headers)}
+def scope(*headers: tuple[bytes, bytes], method: str = "GET", scheme: str = "http", version: str = "1.1") -> Scope:
+    return {
+        "method": method,
+        "scheme": scheme,
+        "http_version": version,
+        "client": ("198.51.100.2", 5555),
+        "server": ("10.0.0.1", 8000),
+        "headers": list(headers),
+    }
+
+
+HOST = (b"host", b"gw.example")
+SPOOFED = [
+    (b"x-forwarded-for", b"203.0.113.1"),
+    (b"x-forwarded-prefix", b"/spoofed"),
+    (b"x-forwarded-host", b"evil.example"),
+    (b"x-forwarded-proto", b"https"),
+]
+FORWARDED = [
+    (b"x-forwarded-for", b"203.0.113.1, 198.51.100.2"),
+    (b"x-forwarded-proto", b"http"),
+    (b"x-forwarded-host", b"gw.example"),
+    (b"x-forwarded-prefix", b"/users"),
+]
 
 
 def test_request_head_drops_hop_by_hop_and_adds_forwarded() -> None:
     head = request_head(
         scope(
-            (b"host", b"gw.example"),
             (b"connection", b"keep-alive, x-private"),
             (b"x-private", b"secret"),
             (b"keep-alive", b"300"),
             (b"te", b"trailers"),
             (b"upgrade", b"h2c"),
             (b"proxy-authorization", b"Basic x"),
-            (b"x-forwarded-for", b"203.0.113.1"),
-            (b"x-forwarded-prefix", b"/spoofed"),
-            (b"x-forwarded-host", b"evil"),
-            (b"x-forwarded-proto", b"https"),
+            *SPOOFED,
             (b"cookie", b"a=1"),
+            HOST,
             (b"cookie", b"b=2"),
         ),
         b"/x?y=1",
         "/users",
-        b"fallback-host",
     )
-    assert head.headers == [
-        (b"host", b"gw.example"),
-        (b"cookie", b"a=1"),
-        (b"cookie", b"b=2"),
-        (b"x-forwarded-for", b"203.0.113.1, 198.51.100.2"),
-        (b"x-forwarded-proto", b"http"),
-        (b"x-forwarded-host", b"gw.example"),
-        (b"x-forwarded-prefix", b"/users"),
-    ]
+    assert head.headers == [HOST, (b"cookie", b"a=1"), (b"cookie", b"b=2"), *FORWARDED]
     assert (head.method, head.target, head.length, head.chunked) == (b"GET", b"/x?y=1", 0, False)
+    assert head.idempotent and not request_head(scope(HOST, method="POST"), b"/", "").idempotent
+
+
+def test_websocket_handshake_gets_the_same_forwarding_policy() -> None:
+    """A client cannot spoof X-Forwarded-* on a WebSocket either (it once could)."""
+    ws = scope(
+        HOST,
+        *SPOOFED,
+        (b"sec-websocket-key", b"abc"),
+        (b"sec-websocket-version", b"13"),
+        (b"sec-websocket-protocol", b"v1"),
+        (b"sec-websocket-extensions", b"permessage-deflate"),
+        (b"connection", b"upgrade"),
+        (b"upgrade", b"websocket"),
+        (b"origin", b"https://app.example"),
+        scheme="ws",
+    )
+    host, headers = websocket_headers(ws, "/users")
+    assert (host, headers) == (b"gw.example", [(b"origin", b"https://app.example"), *FORWARDED])
+
+
+@pytest.mark.parametrize(
+    ("headers", "version", "problem"),
+    [
+        ([HOST, (b"host", b"other.example")], "1.1", "more than one Host"),
+        ([HOST, HOST], "1.1", "more than one Host"),
+        ([], "1.1", "no Host"),
+    ],
+)
+def test_host_must_be_there_once(headers: list[tuple[bytes, bytes]], version: str, problem: str) -> None:
+    with pytest.raises(BadRequest, match=problem):
+        request_head(scope(*headers, version=version), b"/", "")
+    with pytest.raises(BadRequest, match=problem):
+        websocket_headers(scope(*headers, version=version, scheme="ws"), "")
+
+
+def test_http_1_0_without_host_gets_the_servers_address() -> None:
+    assert request_head(scope(version="1.0"), b"/", "").headers[0] == (b"host", b"10.0.0.1:8000")
 
 
 def test_framing_is_the_proxys_own() -> None:
-    assert request_head(scope((b"content-length", b"007"), method="POST"), b"/", "", b"h").headers[-1] == (
+    assert request_head(scope(HOST, (b"content-length", b"007"), method="POST"), b"/", "").headers[-1] == (
         b"content-length",
         b"7",
     )
-    chunked = request_head(scope((b"transfer-encoding", b"chunked"), method="POST"), b"/", "", b"h")
+    chunked = request_head(scope(HOST, (b"transfer-encoding", b"chunked"), method="POST"), b"/", "")
     assert chunked.chunked and chunked.length is None and chunked.headers[-1] == (b"transfer-encoding", b"chunked")
-    assert request_head(scope(), b"/", "", b"h").headers[0] == (b"host", b"h")
+    assert request_head(scope(HOST), b"/", "").headers[-1] == (b"x-forwarded-host", b"gw.example")
 
 
 @pytest.mark.parametrize(
     "headers",
     [
         [(b"content-length", b"3"), (b"transfer-encoding", b"chunked")],
+        [(b"transfer-encoding", b"chunked"), (b"content-length", b"3")],
         [(b"content-length", b"3"), (b"content-length", b"4")],
         [(b"content-length", b"-1")],
         [(b"content-length", b"1_0")],
         [(b"content-length", "١".encode())],
+        [(b"content-length", b"9" * 19)],
     ],
 )
 def test_bad_framing_is_rejected(headers: list[tuple[bytes, bytes]]) -> None:
     with pytest.raises(BadRequest):
-        request_head(scope(*headers, method="POST"), b"/", "", b"h")
+        request_head(scope(HOST, *headers, method="POST"), b"/", "")
+
+
+def test_repeated_equal_content_length_is_one() -> None:
+    head = request_head(scope(HOST, (b"content-length", b"3"), (b"content-length", b"3"), method="POST"), b"/", "")
+    assert head.length == 3 and head.headers.count((b"content-length", b"3")) == 1
 
 
 def test_websocket_scheme_is_forwarded_as_http() -> None:
-    head = request_head(scope(scheme="wss"), b"/", "", b"h")
+    head = request_head(scope(HOST, scheme="wss"), b"/", "")
     assert (b"x-forwarded-proto", b"https") in head.headers
+
+
+@pytest.mark.parametrize(
+    ("raw", "prefix", "matched"),
+    [
+        (b"/api", b"/api", 4),
+        (b"/api/", b"/api", 4),
+        (b"/api/x", b"/api", 4),
+        (b"/apix", b"/api", None),
+        (b"/ap", b"/api", None),
+        (b"/", b"/api", None),
+        (b"/%61pi/users/1", b"/api", 6),
+        (b"/%61%70%69", b"/api", 10),
+        (b"/%61pix/1", b"/api", None),
+        (b"/api%2Fx", b"/api", None),  # an encoded slash is not a segment boundary
+        (b"/%41PI/x", b"/api", None),  # paths are case-sensitive
+        (b"/api/v%32/x", b"/api/v2", 9),
+        (b"/api/v2x", b"/api/v2", None),
+        (b"/api", b"/api/v2", None),
+        (b"/%61pi", b"/api/v2", None),
+        (b"x/api", b"/api", None),
+    ],
+)
+def test_match_prefix(raw: bytes, prefix: bytes, matched: int | None) -> None:
+    assert match_prefix(raw, prefix) == matched
 
 
 def test_response_headers() -> None:
@@ -117,8 +206,9 @@ def test_rewrite_location(location: bytes, expected: bytes) -> None:
 
 
 def test_upstream_target_keeps_raw_bytes() -> None:
-    assert upstream_target(b"/users/a%2Fb", b"x=%ff", len(b"/users")) == b"/a%2Fb?x=%ff"
-    assert upstream_target(b"/users", b"", len(b"/users")) == b"/"
+    assert upstream_target(b"/a%2Fb", b"x=%ff") == b"/a%2Fb?x=%ff"
+    assert upstream_target(b"", b"") == b"/"
+    assert upstream_target(b"x", b"q") == b"/x?q"
 
 
 def test_round_robin_prefers_healthy_targets() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from qkhyper.static.resolve import Target, has_extension, parse_target, redirect_location, spa_fallback
+from qkhyper.static.resolve import RequestPath, has_extension, parse_path, redirect_location, spa_fallback
 
 ACCEPTED = [
     (b"/", (), True),
@@ -26,7 +26,7 @@ ACCEPTED = [
 
 @pytest.mark.parametrize(("raw", "parts", "directory"), ACCEPTED)
 def test_accepted(raw: bytes, parts: tuple[str, ...], directory: bool) -> None:
-    assert parse_target(raw) == Target(parts, directory)
+    assert parse_path(raw) == RequestPath(parts, directory)
 
 
 REFUSED = [
@@ -92,13 +92,13 @@ REFUSED = [
 
 @pytest.mark.parametrize("raw", REFUSED)
 def test_refused(raw: bytes) -> None:
-    assert parse_target(raw) is None
+    assert parse_path(raw) is None
 
 
 def test_segment_limit_is_bytes_after_decoding() -> None:
-    assert parse_target(b"/" + b"a" * 255) is not None
-    assert parse_target(b"/" + b"%41" * 255) is not None
-    assert parse_target(b"/" + b"%C3%A9" * 128) is None  # 256 bytes of UTF-8
+    assert parse_path(b"/" + b"a" * 255) is not None
+    assert parse_path(b"/" + b"%41" * 255) is not None
+    assert parse_path(b"/" + b"%C3%A9" * 128) is None  # 256 bytes of UTF-8
 
 
 @pytest.mark.parametrize(
@@ -106,7 +106,7 @@ def test_segment_limit_is_bytes_after_decoding() -> None:
     [(b"/", "index.html", "index.html"), (b"/sub/", "sub/index.html", "index.html"), (b"/a/b.js", "a/b.js", "b.js")],
 )
 def test_relpath_and_name(raw: bytes, relpath: str, name: str) -> None:
-    target = parse_target(raw)
+    target = parse_path(raw)
     assert target is not None
     assert (target.relpath, target.name) == (relpath, name)
 
@@ -130,7 +130,7 @@ SPA = [
 
 @pytest.mark.parametrize(("raw", "accept", "expected"), SPA)
 def test_spa_fallback(raw: bytes, accept: bytes | None, expected: bool) -> None:
-    target = parse_target(raw)
+    target = parse_path(raw)
     assert target is not None
     assert spa_fallback(target, accept) is expected
 
@@ -153,6 +153,6 @@ def test_has_extension(name: str, expected: bool) -> None:
     ],
 )
 def test_redirect_location(raw: bytes, query: bytes, location: bytes) -> None:
-    target = parse_target(raw)
+    target = parse_path(raw)
     assert target is not None
     assert redirect_location(target, query) == location

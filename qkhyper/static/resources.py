@@ -1,6 +1,6 @@
 """A resolved URL with every response header computed once: the unit the app caches.
 
-Building a `Route` happens once per URL (and again after a file changes), so
+Building a `Resource` happens once per URL (and again after a file changes), so
 the per-request path only picks a variant, stats it and sends precomputed
 header lists. Each variant is one file on disk: the file itself or a
 precompressed sibling, with its own ETag.
@@ -38,7 +38,7 @@ ACCEPT_RANGES = (b"accept-ranges", b"bytes")
 
 @dataclass(frozen=True, slots=True)
 class Variant:
-    """One servable file of a route, with its ready-made headers."""
+    """One servable file of a resource, with its ready-made headers."""
 
     encoding: str
     path: str
@@ -54,7 +54,7 @@ class Variant:
 
 
 @dataclass(frozen=True, slots=True)
-class Route:
+class Resource:
     """What a raw path resolved to: the identity variant, maybe siblings."""
 
     identity: Variant
@@ -66,14 +66,14 @@ class Route:
         return self.variants.get(encoding, self.identity)
 
 
-def make_route(found: Found, checked: float) -> Route:
+def make_resource(found: Found, checked: float) -> Resource:
     """Precompute every variant's headers for a found file."""
     ctype = content_type(found.name).encode("latin-1")
     cache = cache_control(found.name, ctype.decode("latin-1")).encode("latin-1")
     vary = len(found.files) > 1
     variants = {loaded.encoding: _variant(loaded, ctype, cache, vary) for loaded in found.files}
     encodings = tuple(enc for enc in variants if enc != IDENTITY)
-    return Route(variants[IDENTITY], variants, encodings, checked)
+    return Resource(variants[IDENTITY], variants, encodings, checked)
 
 
 def _variant(loaded: Loaded, ctype: bytes, cache: bytes, vary: bool) -> Variant:

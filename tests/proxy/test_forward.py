@@ -1,0 +1,609 @@
+"""Forwarding HTTP requests, in-process: every retry rule, timeout and cleanup branch.
+
+Each test scripts the upstream's bytes (`MockStream`), plays the client
+(`Client`) and ends by checking that no connection leaked.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import trio
+
+from qkhyper.proxy.errors import (
+    BadRequest,
+    ClientGone,
+    ConnectFailed,
+    MalformedResponse,
+    UpstreamClosed,
+)
+from qkhyper.proxy.forward import REWRITE_LIMIT, RedirectMemo, may_retry
+from qkhyper.proxy.mock import HANG, MockStream
+from tests.proxy.harness import (
+    TARGET,
+    Client,
+    assert_no_leak,
+    body_messages,
+    call,
+    chunked,
+    http_scope,
+    make_core,
+    request_line,
+    response,
+    route,
+    running,
+    settings,
+)
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_request_and_response_cross() -> None:
+    stream = MockStream([response(200, b"hello", [("X-Up", "1"), ("Connection", "x-up")])])
+    core, backend = make_core([stream])
+    client = Client()
+    await call(core, http_scope("/up/items/1", query=b"a=1"), client)
+    assert (client.status, client.body, client.complete) == (200, b"hello", True)
+    assert b"x-up" not in client.headers  # named in Connection: hop-by-hop
+    assert request_line(stream.written) == b"GET /items/1?a=1 HTTP/1.1"
+    assert b"x-forwarded-prefix: /up\r\n" in stream.written
+    assert backend.connects == [TARGET]
+    assert_no_leak(core, backend)
+    assert core.pool.idle_count(TARGET) == 1
+
+
+async def test_pooled_connection_is_reused_lifo() -> None:
+    first, second = MockStream([response(), response()]), MockStream([response(), response()])
+    core, backend = make_core([first, second])
+    async with running(core):
+        clients = [Client(), Client()]
+        # Two requests at once need two connections; both go back to the pool.
+        async with trio.open_nursery() as nursery:
+            for client in clients:
+                nursery.start_soon(core.handle, http_scope(), client.receive, client.send, route(core), 3)
+        assert core.pool.idle_count(TARGET) == 2
+        last_released = core.pool._idle[TARGET][-1].stream
+        await core.handle(http_scope(), Client().receive, Client().send, route(core), 3)
+    assert last_released.sends == 2 and len(backend.opened) == 2
+    assert_no_leak(core, backend)
+
+
+async def test_idle_connections_expire_and_are_closed() -> None:
+    old, new = MockStream([response()]), MockStream([response()])
+    core, backend = make_core([old, new], settings(pool_idle_timeout=4.0))
+    await call(core, http_scope(), Client())
+    await trio.sleep(4.0)
+    await call(core, http_scope(), Client())
+    assert old.closed and new.sends == 1
+    assert_no_leak(core, backend)
+
+
+async def test_idle_connection_younger_than_the_timeout_is_kept() -> None:
+    stream = MockStream([response(), response()])
+    core, backend = make_core([stream], settings(pool_idle_timeout=4.0))
+    await call(core, http_scope(), Client())
+    await trio.sleep(3.9)
+    await call(core, http_scope(), Client())
+    assert len(backend.opened) == 1 and not stream.closed
+    assert_no_leak(core, backend)
+
+
+async def test_pool_keeps_at_most_max_idle() -> None:
+    streams = [MockStream([response()]) for _ in range(3)]
+    core, backend = make_core(streams, settings(pool_max_idle=2))
+    async with running(core):
+        async with trio.open_nursery() as nursery:
+            for _ in range(3):
+                client = Client()
+                nursery.start_soon(core.handle, http_scope(), client.receive, client.send, route(core), 3)
+    assert core.pool.idle_count(TARGET) == 2
+    assert sum(s.closed for s in streams) == 1
+    assert_no_leak(core, backend)
+
+
+async def test_an_idle_connection_the_upstream_closed_is_not_reused() -> None:
+    stale = MockStream([response(), b""])  # the upstream closed after answering: visible as readable
+    fresh = MockStream([response(200, b"fresh")])
+    core, backend = make_core([stale, fresh])
+    await call(core, http_scope(), Client())
+    client = Client()
+    await call(core, http_scope(), client)
+    assert client.body == b"fresh" and stale.closed and stale.sends == 1  # never sent the second request
+    assert_no_leak(core, backend)
+
+
+# --- retries: SPEC §4 --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [b"", ConnectionResetError("reset by peer")],
+    ids=["eof", "reset"],
+)
+async def test_stale_pooled_connection_is_retried_for_an_idempotent_bodiless_request(
+    failure: bytes | Exception,
+) -> None:
+    # The close is still on its way when the pool checks: only the read finds it.
+    stale = MockStream([response(), failure], hide_eof=True)
+    fresh = MockStream([response(200, b"second")])
+    core, backend = make_core([stale, fresh])
+    await call(core, http_scope(), Client())
+    client = Client()
+    await call(core, http_scope(), client)
+    assert (client.status, client.body) == (200, b"second")
+    assert request_line(fresh.written) == b"GET /x HTTP/1.1"
+    assert len(backend.connects) == 2
+    assert_no_leak(core, backend)
+
+
+async def test_post_with_a_body_on_a_stale_connection_is_not_retried() -> None:
+    stale = MockStream([response(), b""], hide_eof=True)
+    core, backend = make_core([stale, MockStream([response()])])
+    await call(core, http_scope(), Client())
+    client = Client(body_messages(b"payload"))
+    headers = [(b"host", b"gw.test"), (b"content-length", b"7")]
+    await call(core, http_scope(method="POST", headers=headers), client)
+    assert client.status == 502 and client.json["reason"] == "upstream closed the connection"
+    assert len(backend.connects) == 1
+    assert_no_leak(core, backend)
+
+
+async def test_non_idempotent_bodiless_request_is_not_retried_once_written() -> None:
+    stale = MockStream([response(), b""], hide_eof=True)
+    core, backend = make_core([stale, MockStream([response()])])
+    await call(core, http_scope(), Client())
+    client = Client()
+    await call(core, http_scope(method="POST"), client)
+    assert client.status == 502 and len(backend.connects) == 1
+    assert_no_leak(core, backend)
+
+
+async def test_any_request_is_retried_when_not_one_byte_was_written() -> None:
+    stale = MockStream([response()], fail_send_at=1)  # the second request's first write fails
+    fresh = MockStream([response(201, b"made")])
+    core, backend = make_core([stale, fresh])
+    await call(core, http_scope(), Client())
+    client = Client(body_messages(b"pay", b"load"))
+    headers = [(b"host", b"gw.test"), (b"content-length", b"7")]
+    await call(core, http_scope(method="POST", headers=headers), client)
+    assert (client.status, client.body) == (201, b"made")
+    assert fresh.written.endswith(b"\r\n\r\npayload")
+    assert_no_leak(core, backend)
+
+
+async def test_a_fresh_connection_closing_is_not_retried() -> None:
+    core, backend = make_core([MockStream([b""]), MockStream([response()])])
+    client = Client()
+    await call(core, http_scope(), client)
+    assert client.status == 502 and len(backend.connects) == 1
+    assert_no_leak(core, backend)
+
+
+async def test_a_close_after_part_of_the_response_is_not_retried() -> None:
+    stale = MockStream([response(), b"HTTP/1.1 200 OK\r\nContent-Le", b""], hide_eof=True)
+    core, backend = make_core([stale, MockStream([response()])])
+    await call(core, http_scope(), Client())
+    client = Client()
+    await call(core, http_scope(), client)
+    assert client.status == 502 and len(backend.connects) == 1
+    assert_no_leak(core, backend)
+
+
+async def test_retry_happens_once() -> None:
+    stale = MockStream([response(), b""], hide_eof=True)
+    core, backend = make_core([stale, MockStream([b""]), MockStream([response()])])
+    await call(core, http_scope(), Client())
+    client = Client()
+    await call(core, http_scope(), client)
+    assert client.status == 502 and len(backend.connects) == 2
+    assert_no_leak(core, backend)
+
+
+@pytest.mark.parametrize(
+    ("exc", "reused", "nothing_sent", "replayable", "expected"),
+    [
+        (UpstreamClosed("x", before_response=True), True, False, True, True),
+        (UpstreamClosed("x", before_response=True), True, True, False, True),
+        (UpstreamClosed("x", before_response=True), True, False, False, False),
+        (UpstreamClosed("x", before_response=True), False, True, True, False),
+        (UpstreamClosed("x", before_response=False), True, True, True, False),
+        (MalformedResponse("x"), True, True, True, False),
+        (ConnectFailed("x"), True, True, True, False),
+    ],
+)
+def test_may_retry_table(
+    exc: UpstreamClosed, reused: bool, nothing_sent: bool, replayable: bool, expected: bool
+) -> None:
+    assert may_retry(exc, reused=reused, nothing_sent=nothing_sent, replayable=replayable) is expected
+
+
+# --- connect and head timeouts --------------------------------------------------------------
+
+
+async def test_connect_refused_is_502() -> None:
+    core, _backend = make_core([ConnectionRefusedError(111, "Connection refused")])
+    client = Client()
+    await call(core, http_scope(), client)
+    assert (client.status, client.json) == (
+        502,
+        {"error": "bad gateway", "route": "/up", "reason": "upstream refused the connection"},
+    )
+
+
+async def test_connect_timeout_is_504() -> None:
+    core, _backend = make_core([HANG], settings(connect_timeout=5.0))
+    client = Client()
+    start = trio.current_time()
+    await call(core, http_scope(), client)
+    assert client.status == 504 and client.json["reason"] == "upstream did not accept a connection in time"
+    assert trio.current_time() - start == pytest.approx(5.0)
+
+
+async def test_response_head_timeout_is_504_and_closes_the_connection() -> None:
+    stream = MockStream([HANG])
+    core, backend = make_core([stream], settings(read_timeout=60.0))
+    client = Client()
+    start = trio.current_time()
+    await call(core, http_scope(), client)
+    assert client.json == {"error": "gateway timeout", "route": "/up", "reason": "upstream timed out"}
+    assert 60.0 <= trio.current_time() - start <= 60.5  # the watchdog ticks every 0.25 s
+    assert stream.closed
+    assert_no_leak(core, backend)
+
+
+async def test_upstream_not_reading_the_body_is_a_timeout() -> None:
+    class Stuck(MockStream):
+        async def send(self, data: bytes) -> None:
+            if self.sends == 1:  # takes the head, never the body
+                await trio.sleep_forever()
+            await super().send(data)
+
+    stream = Stuck([HANG])
+    core, backend = make_core([stream], settings(read_timeout=10.0))
+    client = Client(body_messages(b"abc"))
+    await call(core, http_scope(method="PUT", headers=[(b"host", b"h"), (b"content-length", b"3")]), client)
+    assert client.status == 504 and stream.closed
+    assert_no_leak(core, backend)
+
+
+# --- the client leaving --------------------------------------------------------------------
+
+
+async def test_client_leaving_while_waiting_abandons_the_upstream() -> None:
+    stream = MockStream([HANG])
+    core, backend = make_core([stream])
+    client = Client()
+
+    async def leave_later() -> None:
+        await trio.sleep(5)
+        client.leave.set()
+
+    async with running(core) as nursery:
+        nursery.start_soon(leave_later)
+        await core.handle(http_scope(), client.receive, client.send, route(core), 3)
+    assert stream.closed and client.sent == []  # nobody to answer
+    assert trio.current_time() < 10  # long before the 60 s head timeout
+    assert_no_leak(core, backend)
+
+
+async def test_client_leaving_while_streaming_abandons_the_upstream() -> None:
+    stream = MockStream([chunked(b"a" * 10)[:-5], HANG])  # an endless chunked body
+    core, backend = make_core([stream])
+    client = Client()
+
+    async def leave_when_data_arrives() -> None:
+        await client.received.wait()
+        client.leave.set()
+
+    async with running(core) as nursery:
+        nursery.start_soon(leave_when_data_arrives)
+        await core.handle(http_scope(), client.receive, client.send, route(core), 3)
+    assert stream.closed and client.status == 200 and not client.complete
+    assert_no_leak(core, backend)
+
+
+async def test_client_gone_during_request_body() -> None:
+    stream = MockStream([response()])
+    core, backend = make_core([stream])
+    client = Client([{"type": "http.request", "body": b"ab", "more_body": True}, {"type": "http.disconnect"}])
+    await call(core, http_scope(method="POST", headers=[(b"host", b"h"), (b"content-length", b"9")]), client)
+    assert client.sent == [] and stream.closed
+    assert_no_leak(core, backend)
+
+
+# --- broken upstreams ---------------------------------------------------------------------
+
+
+async def test_upstream_closing_mid_body_cuts_the_response_short(caplog: pytest.LogCaptureFixture) -> None:
+    stream = MockStream([response(200, b"x" * 1000)[:-500], b""])
+    core, backend = make_core([stream])
+    client = Client()
+    with caplog.at_level(logging.WARNING, "qkhyper.proxy"):
+        await call(core, http_scope(), client)
+    assert client.status == 200 and not client.complete and stream.closed
+    assert [r.getMessage() for r in caplog.records if "middle of the body" in r.getMessage()] != []
+    assert_no_leak(core, backend)
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        b"garbage\r\n\r\n",
+        b"HTTP/1.1 abc\r\n\r\n",
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n",  # nobody asked to switch
+        b"HTTP/1.1 200 OK\r\n" + b"X-Big: " + b"a" * 70000,  # over the 64 KiB head limit, still growing
+    ],
+    ids=["cl+te", "garbage", "bad-status", "unasked-101", "huge-head"],
+)
+async def test_malformed_response_is_502(reply: bytes) -> None:
+    stream = MockStream([reply])
+    core, backend = make_core([stream])
+    client = Client()
+    await call(core, http_scope(), client)
+    assert client.status == 502 and client.json["reason"] == "upstream sent a malformed response"
+    assert stream.closed
+    assert_no_leak(core, backend)
+
+
+async def test_informational_responses_are_skipped() -> None:
+    early = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n"
+    core, backend = make_core([MockStream([early + response(200, b"done")])])
+    client = Client()
+    await call(core, http_scope(), client)
+    assert (client.status, client.body) == (200, b"done")
+    assert [m["type"] for m in client.sent] == ["http.response.start", "http.response.body"]
+    assert_no_leak(core, backend)
+
+
+@pytest.mark.parametrize("status", [204, 304])
+async def test_bodiless_statuses(status: int) -> None:
+    core, backend = make_core([MockStream([response(status, b"", length=False)])])
+    client = Client()
+    await call(core, http_scope(), client)
+    assert (client.status, client.body, client.complete) == (status, b"", True)
+    assert core.pool.idle_count(TARGET) == 1
+    assert_no_leak(core, backend)
+
+
+async def test_head_request_gets_no_body() -> None:
+    core, backend = make_core([MockStream([response(200, b"", [("Content-Length", "99")], length=False)])])
+    client = Client()
+    await call(core, http_scope(method="HEAD"), client)
+    assert client.status == 200 and client.headers[b"content-length"] == b"99" and client.body == b""
+    assert core.pool.idle_count(TARGET) == 1
+    assert_no_leak(core, backend)
+
+
+# --- idle timeouts while streaming ----------------------------------------------------------
+
+
+async def test_upstream_silent_mid_body_times_out() -> None:
+    stream = MockStream([chunked(b"first")[:-5], HANG])
+    core, backend = make_core([stream], settings(upstream_idle_timeout=30.0))
+    client = Client()
+    start = trio.current_time()
+    await call(core, http_scope(), client)
+    assert client.status == 200 and not client.complete and stream.closed
+    assert 30.0 <= trio.current_time() - start <= 30.5
+    assert_no_leak(core, backend)
+
+
+async def test_event_streams_have_no_idle_timeout_by_default() -> None:
+    stream = MockStream([chunked(b"data: 1\n\n", headers=[("Content-Type", "text/event-stream")])[:-5], HANG])
+    core, _backend = make_core([stream], settings(upstream_idle_timeout=30.0))
+    client = Client()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(call, core, http_scope(), client)
+        await trio.sleep(3600)
+        assert client.status == 200 and not stream.closed  # an hour later, still open
+        nursery.cancel_scope.cancel()
+    assert client.headers[b"x-accel-buffering"] == b"no"
+
+
+async def test_a_route_can_give_event_streams_an_idle_timeout() -> None:
+    stream = MockStream([chunked(b"data: 1\n\n", headers=[("Content-Type", "text/event-stream")])[:-5], HANG])
+    core, backend = make_core([stream])
+    client = Client()
+    await call(core, http_scope(), client, route(core, sse_idle_timeout=120.0))
+    assert stream.closed and 120 <= trio.current_time() <= 121
+    assert_no_leak(core, backend)
+
+
+async def test_a_slow_client_is_not_an_idle_upstream() -> None:
+    """Time the client takes to accept a chunk does not count against upstream_idle_timeout."""
+    stream = MockStream([chunked(b"a", b"b")])
+    core, backend = make_core([stream], settings(upstream_idle_timeout=10.0))
+
+    class SlowClient(Client):
+        async def send(self, message: dict[str, object]) -> None:  # type: ignore[override]
+            await trio.sleep(30)
+            await super().send(message)
+
+    client = SlowClient()
+    await call(core, http_scope(), client)
+    assert client.complete and client.body == b"ab"
+    assert_no_leak(core, backend)
+
+
+# --- request bodies -----------------------------------------------------------------------
+
+
+async def test_request_body_streams_upstream_with_our_framing() -> None:
+    stream = MockStream([response()])
+    core, backend = make_core([stream])
+    client = Client(body_messages(b"ab", b"", b"cd"))
+    headers = [(b"host", b"h"), (b"transfer-encoding", b"chunked")]
+    await call(core, http_scope(method="POST", headers=headers), client)
+    assert stream.written.endswith(b"\r\n\r\n2\r\nab\r\n2\r\ncd\r\n0\r\n\r\n")
+    assert client.status == 200
+    assert_no_leak(core, backend)
+
+
+async def test_silent_client_body_is_408_and_closed() -> None:
+    stream = MockStream([response()])
+    core, backend = make_core([stream], settings(client_body_timeout=60.0))
+    client = Client([{"type": "http.request", "body": b"ab", "more_body": True}])
+    client.leave = trio.Event()  # never leaves, never sends more
+    headers = [(b"host", b"h"), (b"content-length", b"10")]
+
+    async def receive() -> dict[str, object]:
+        if client.messages:
+            return client.messages.pop(0)
+        await trio.sleep_forever()
+        raise AssertionError
+
+    async with running(core):
+        await core.handle(http_scope(method="POST", headers=headers), receive, client.send, route(core), 3)
+    assert client.status == 408 and client.headers[b"connection"] == b"close"
+    assert 60 <= trio.current_time() <= 60.1 and stream.closed
+    assert_no_leak(core, backend)
+
+
+async def test_body_over_the_limit_is_413() -> None:
+    core, backend = make_core([MockStream([response()])], settings(max_body_size=4))
+    declared = Client(body_messages(b"12345"))
+    await call(core, http_scope(method="POST", headers=[(b"host", b"h"), (b"content-length", b"5")]), declared)
+    assert declared.status == 413 and backend.connects == []  # refused before connecting
+    streamed = Client(body_messages(b"123", b"45"))
+    await call(core, http_scope(method="POST", headers=[(b"host", b"h"), (b"transfer-encoding", b"chunked")]), streamed)
+    assert streamed.status == 413 and streamed.json["error"] == "request body too large"
+    assert_no_leak(core, backend)
+
+
+async def test_bad_requests_never_reach_a_connection() -> None:
+    core, backend = make_core([])
+    client = Client()
+    await call(core, http_scope(headers=[(b"host", b"a"), (b"host", b"b")]), client)
+    assert client.status == 400 and client.json["detail"] == "more than one Host header"
+    assert client.headers[b"connection"] == b"close"
+    assert backend.connects == []
+
+
+# --- cleanup on cancellation -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("when", ["head", "body"])
+async def test_cancellation_closes_the_connection(when: str) -> None:
+    script = [HANG] if when == "head" else [chunked(b"x")[:-5], HANG]
+    stream = MockStream(script)
+    core, backend = make_core([stream])
+    client = Client()
+    async with running(core):
+        with trio.move_on_after(0.5):
+            await core.handle(http_scope(), client.receive, client.send, route(core), 3)
+    assert stream.closed
+    assert_no_leak(core, backend)
+
+
+# --- redirects and the docs rewrite -------------------------------------------------------------
+
+
+def follow_slash(route: object, path: bytes, head: object) -> bytes | None:
+    return path + b"/" if getattr(head, "status_code", 0) == 307 else None
+
+
+async def test_followed_redirect_releases_the_first_connection_and_is_remembered() -> None:
+    stream = MockStream([response(307, b"", [("Location", "/items/")]), response(200, b"[1]"), response(200, b"[2]")])
+    core, backend = make_core([stream], follow_redirect=follow_slash)
+    first, second = Client(), Client()
+    await call(core, http_scope("/up/items"), first)
+    await call(core, http_scope("/up/items"), second)
+    assert (first.status, first.body, second.body) == (200, b"[1]", b"[2]")
+    assert request_line(stream.written, 2) == b"GET /items/ HTTP/1.1"  # asked directly the second time
+    assert len(backend.opened) == 1
+    assert_no_leak(core, backend)
+
+
+async def test_a_failed_second_exchange_leaves_the_first_connection_pooled() -> None:
+    first = MockStream([response(307, b"", [("Location", "/items/")]), b"HTTP/1.1 200 OK\r\nContent-Len", b""])
+    core, backend = make_core([first], follow_redirect=follow_slash)
+    client = Client()
+    await call(core, http_scope("/up/items"), client)
+    assert client.status == 502 and first.closed
+    assert_no_leak(core, backend)
+
+
+async def test_a_redirect_follower_that_raises_closes_the_connection() -> None:
+    def broken(route: object, path: bytes, head: object) -> bytes | None:
+        raise RuntimeError("a bug in the hook")
+
+    stream = MockStream([response(307, b"", [("Location", "/items/")])])
+    core, backend = make_core([stream], follow_redirect=broken)
+    with pytest.RaisesGroup(RuntimeError):  # the harness's nursery wraps it
+        await call(core, http_scope("/up/items"), Client())
+    assert stream.closed
+    assert_no_leak(core, backend)
+
+
+def test_redirect_memo_is_bounded_lru() -> None:
+    memo = RedirectMemo(size=2)
+    memo.put("/a", b"/1", b"/1/")
+    memo.put("/a", b"/2", b"/2/")
+    assert memo.get("/a", b"/1") == b"/1/"  # now the most recent
+    memo.put("/a", b"/3", b"/3/")
+    assert (memo.get("/a", b"/2"), memo.get("/a", b"/1"), len(memo)) == (None, b"/1/", 2)
+
+
+def upper(route: object, path: bytes) -> object:
+    return (lambda body: body.upper()) if path == b"/docs" else None
+
+
+async def test_small_chunked_docs_page_is_rewritten() -> None:
+    core, backend = make_core([MockStream([chunked(b"swagger ", b"page")])], rewrite_body=upper)  # type: ignore[arg-type]
+    client = Client()
+    await call(core, http_scope("/up/docs"), client)
+    assert client.body == b"SWAGGER PAGE" and client.headers[b"content-length"] == b"12"
+    assert_no_leak(core, backend)
+
+
+async def test_docs_body_over_the_rewrite_limit_passes_unmodified() -> None:
+    big = b"a" * (REWRITE_LIMIT // 4 + 1)
+    core, backend = make_core([MockStream([chunked(big, big, big, big, b"tail")])], rewrite_body=upper)  # type: ignore[arg-type]
+    client = Client()
+    await call(core, http_scope("/up/docs"), client)
+    assert client.body == big * 4 + b"tail" and client.complete
+    assert b"content-length" not in client.headers
+    assert max(len(m.get("body", b"")) for m in client.sent) <= REWRITE_LIMIT + len(big)
+    assert_no_leak(core, backend)
+
+
+async def test_docs_with_a_declared_length_over_the_limit_are_not_buffered() -> None:
+    body = b"b" * (REWRITE_LIMIT + 1)
+    core, backend = make_core([MockStream([response(200, body)])], rewrite_body=upper)  # type: ignore[arg-type]
+    client = Client()
+    await call(core, http_scope("/up/docs"), client)
+    assert client.body == body
+    assert_no_leak(core, backend)
+
+
+# --- several targets ------------------------------------------------------------------------
+
+
+async def test_refusing_target_is_skipped_for_a_while() -> None:
+    core, backend = make_core([ConnectionRefusedError(), MockStream([response(200, b"b")]), MockStream([response()])])
+    the_route = route(core, targets=[("a", 1), ("b", 2)])
+    client = Client()
+    await call(core, http_scope(), client, the_route)
+    assert client.body == b"b" and backend.connects == [("a", 1), ("b", 2)]
+    again = Client()
+    await call(core, http_scope(), again, the_route)
+    assert backend.connects[-1] == ("b", 2)  # pooled: "a" not tried again
+    assert_no_leak(core, backend)
+
+
+async def test_every_target_refusing_is_502() -> None:
+    core, backend = make_core([ConnectionRefusedError(), ConnectionRefusedError()])
+    client = Client()
+    await call(core, http_scope(), client, route(core, targets=[("a", 1), ("b", 2)]))
+    assert client.status == 502 and len(backend.connects) == 2
+
+
+def test_errors_have_one_outcome_each() -> None:
+    from qkhyper.proxy import errors
+
+    classes = [c for c in vars(errors).values() if isinstance(c, type) and issubclass(c, errors.ProxyError)]
+    leaves = [c for c in classes if not any(o is not c and issubclass(o, c) for o in classes)]
+    assert set(leaves) == set(errors.OUTCOMES)
+    assert errors.outcome(ClientGone("x")).status == 499 and errors.outcome(BadRequest("x")).status == 400

@@ -1,0 +1,207 @@
+"""Proxying WebSockets, in-process: the handshake, buffered frames, close codes, limits."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+import trio
+
+from qkhyper.asgi.types import Message
+from qkhyper.proxy.mock import HANG, MockStream
+from qkhyper.proxy.websocket import wire_code
+from tests.proxy.harness import Client, call, make_core, settings, ws_accept, ws_scope
+
+pytestmark = pytest.mark.anyio
+
+CONNECT: Message = {"type": "websocket.connect"}
+
+
+def frame(opcode: int, payload: bytes, fin: bool = True) -> bytes:
+    """A server-to-client frame (unmasked), payload under 64 KiB."""
+    first = (0x80 if fin else 0) | opcode
+    if len(payload) < 126:
+        return bytes([first, len(payload)]) + payload
+    return bytes([first, 126]) + struct.pack("!H", len(payload)) + payload
+
+
+def close_frame(code: int, reason: bytes = b"") -> bytes:
+    return frame(0x8, struct.pack("!H", code) + reason)
+
+
+def sent_of(client: Client, kind: str) -> list[Message]:
+    return [m for m in client.sent if m["type"] == kind]
+
+
+def client_frames(written: bytes) -> list[tuple[int, bytes]]:
+    """Opcodes and unmasked payloads of the frames the proxy sent after its handshake."""
+    data = written[written.index(b"\r\n\r\n") + 4 :]
+    frames = []
+    while data:
+        opcode, size = data[0] & 0x0F, data[1] & 0x7F
+        offset = 2
+        if size == 126:
+            size, offset = struct.unpack("!H", data[2:4])[0], 4
+        mask, payload = data[offset : offset + 4], data[offset + 4 : offset + 4 + size]
+        frames.append((opcode, bytes(b ^ mask[i % 4] for i, b in enumerate(payload))))
+        data = data[offset + 4 + size :]
+    return frames
+
+
+class Leaving(Client):
+    """A WebSocket client that leaves (with `code`) once it has seen `wanted` messages."""
+
+    def __init__(self, wanted: int = 1, code: int = 1000, messages: list[Message] | None = None) -> None:
+        super().__init__([CONNECT, *(messages or [])])
+        self.wanted = wanted
+        self.code = code
+
+    async def receive(self) -> Message:
+        if self.messages:
+            return self.messages.pop(0)
+        while len(sent_of(self, "websocket.send")) < self.wanted:
+            await self.received.wait()
+            self.received = trio.Event()
+        return {"type": "websocket.disconnect", "code": self.code}
+
+
+async def test_first_message_in_the_same_packet_as_the_101_is_delivered() -> None:
+    stream = MockStream([lambda written: ws_accept(written, frame(0x1, b"hello")), HANG])
+    core, _backend = make_core([stream])
+    client = Leaving()
+    await call(core, ws_scope(), client)
+    assert [m["type"] for m in client.sent[:2]] == ["websocket.accept", "websocket.send"]
+    assert sent_of(client, "websocket.send")[0]["text"] == "hello"
+    assert stream.closed
+
+
+async def test_messages_cross_both_ways() -> None:
+    stream = MockStream([lambda w: ws_accept(w), HANG])
+    core, _backend = make_core([stream])
+    client = Leaving(
+        wanted=0,
+        messages=[{"type": "websocket.receive", "text": "hi"}, {"type": "websocket.receive", "bytes": b"\x00\x01"}],
+    )
+    await call(core, ws_scope(), client)
+    assert client_frames(stream.written) == [(0x1, b"hi"), (0x2, b"\x00\x01"), (0x8, struct.pack("!H", 1000))]
+
+
+async def test_fragmented_upstream_message_is_delivered_whole() -> None:
+    parts = frame(0x2, b"ab", fin=False) + frame(0x0, b"cd")
+    stream = MockStream([lambda w: ws_accept(w), parts, HANG])
+    core, _backend = make_core([stream])
+    client = Leaving()
+    await call(core, ws_scope(), client)
+    assert sent_of(client, "websocket.send") == [{"type": "websocket.send", "bytes": b"abcd"}]
+
+
+async def test_upstream_close_code_and_reason_reach_the_client_and_are_answered() -> None:
+    stream = MockStream([lambda w: ws_accept(w, close_frame(4001, b"bye")), HANG])
+    core, _backend = make_core([stream])
+    client = Client([CONNECT])
+    await call(core, ws_scope(), client)
+    assert sent_of(client, "websocket.close") == [{"type": "websocket.close", "code": 4001, "reason": "bye"}]
+    assert client_frames(stream.written) == [(0x8, struct.pack("!H", 4001) + b"bye")]
+
+
+@pytest.mark.parametrize(("code", "on_wire"), [(1000, 1000), (1005, 1000), (1006, 1011), (1015, 1011), (4003, 4003)])
+async def test_client_close_codes_go_upstream_as_wire_codes(code: int, on_wire: int) -> None:
+    stream = MockStream([lambda w: ws_accept(w), HANG])
+    core, _backend = make_core([stream])
+    client = Leaving(wanted=0, code=code)
+    start = trio.current_time()
+    await call(core, ws_scope(), client)
+    assert client_frames(stream.written) == [(0x8, struct.pack("!H", on_wire))]
+    assert trio.current_time() - start <= 1.0  # the upstream that never answers the close gets a second
+    assert wire_code(code) == on_wire
+
+
+async def test_handshake_headers_follow_the_http_policy() -> None:
+    stream = MockStream([lambda w: ws_accept(w, close_frame(1000)), HANG])
+    core, _backend = make_core([stream])
+    headers = [(b"host", b"gw.test"), (b"x-forwarded-host", b"evil.example"), (b"x-forwarded-proto", b"https")]
+    await call(core, ws_scope(headers=headers), Client([CONNECT]))
+    head = stream.written.split(b"\r\n\r\n")[0].lower()
+    assert b"x-forwarded-host: gw.test\r\n" in head and b"evil" not in head
+    assert b"x-forwarded-proto: http\r\n" in head and head.endswith(b"x-forwarded-prefix: /up")
+    assert head.startswith(b"get /ws http/1.1\r\n")
+
+
+async def test_bad_accept_key_is_502() -> None:
+    reply = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    stream = MockStream([reply + b"Sec-WebSocket-Accept: d3Jvbmc=\r\n\r\n"])
+    core, _backend = make_core([stream])
+    client = Client([CONNECT])
+    await call(core, ws_scope(), client)
+    assert client.status == 502 and client.json["reason"] == "upstream sent a malformed response"
+    assert stream.closed
+
+
+async def test_upstream_refusal_is_relayed() -> None:
+    stream = MockStream([b"HTTP/1.1 403 Forbidden\r\nContent-Length: 6\r\nX-Why: token\r\n\r\n", b"denied"])
+    core, _backend = make_core([stream])
+    client = Client([CONNECT])
+    await call(core, ws_scope(), client)
+    assert (client.status, client.body, client.headers[b"x-why"]) == (403, b"denied", b"token")
+    assert stream.closed
+
+
+async def test_dead_upstream_is_502_and_silent_one_504() -> None:
+    core, backend = make_core([ConnectionRefusedError()])
+    refused = Client([CONNECT])
+    await call(core, ws_scope(), refused)
+    assert refused.status == 502
+    core, backend = make_core([MockStream([HANG])], settings(read_timeout=5.0))
+    silent = Client([CONNECT])
+    await call(core, ws_scope(), silent)
+    assert silent.status == 504 and backend.opened[0].closed
+
+
+async def test_without_the_denial_extension_a_failure_is_a_close() -> None:
+    core, _backend = make_core([ConnectionRefusedError()])
+    client = Client([CONNECT])
+    scope = {**ws_scope(), "extensions": {}}
+    await call(core, scope, client)
+    assert client.sent == [{"type": "websocket.close", "code": 1011}]
+
+
+async def test_upstream_message_over_the_limit_closes_both_with_1009() -> None:
+    stream = MockStream([lambda w: ws_accept(w), frame(0x1, b"x" * 8, fin=False), frame(0x0, b"y" * 8), HANG])
+    core, _backend = make_core([stream], settings(ws_max_message_size=10))
+    client = Client([CONNECT])
+    await call(core, ws_scope(), client)
+    assert sent_of(client, "websocket.send") == []
+    assert sent_of(client, "websocket.close")[0]["code"] == 1009
+    assert client_frames(stream.written)[0][1][:2] == struct.pack("!H", 1009)
+
+
+async def test_client_message_over_the_limit_closes_both_with_1009() -> None:
+    stream = MockStream([lambda w: ws_accept(w), HANG])
+    core, _backend = make_core([stream], settings(ws_max_message_size=10))
+    client = Leaving(wanted=0, messages=[{"type": "websocket.receive", "text": "é" * 6}])  # 12 bytes
+    await call(core, ws_scope(), client)
+    assert sent_of(client, "websocket.close")[0]["code"] == 1009
+    assert client_frames(stream.written)[0][1][:2] == struct.pack("!H", 1009)
+
+
+async def test_upstream_vanishing_is_1011() -> None:
+    stream = MockStream([lambda w: ws_accept(w), b""])
+    core, _backend = make_core([stream])
+    client = Client([CONNECT])
+    await call(core, ws_scope(), client)
+    assert sent_of(client, "websocket.close")[0]["code"] == 1011
+
+
+async def test_upstream_ping_is_answered() -> None:
+    stream = MockStream([lambda w: ws_accept(w, frame(0x9, b"p") + close_frame(1000)), HANG])
+    core, _backend = make_core([stream])
+    await call(core, ws_scope(), Client([CONNECT]))
+    assert client_frames(stream.written)[0] == (0xA, b"p")
+
+
+async def test_refusal_body_cut_short_is_not_completed() -> None:
+    stream = MockStream([b"HTTP/1.1 404 Not Found\r\nContent-Length: 10\r\n\r\nabc", ConnectionResetError()])
+    core, _backend = make_core([stream])
+    client = Client([CONNECT])
+    await call(core, ws_scope(), client)
+    assert client.status == 404 and client.body == b"abc" and not client.complete
