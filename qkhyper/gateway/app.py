@@ -14,7 +14,7 @@ from ..asgi.types import ASGIApp, Receive, Scope, Send
 from ..config.model import GatewayOptions
 from ..proxy.core import ProxyCore
 from ..proxy.forward import Route
-from ..proxy.protocol import match_prefix
+from ..proxy.protocol import match_prefix, raw_path
 from .docs_fix import fix_body, wants_fix
 
 log = logging.getLogger("qkhyper.gateway")
@@ -62,7 +62,7 @@ class GatewayApp:
         if scope["type"] == "lifespan":
             await self.core.lifespan(receive, send)
             return
-        raw: bytes = scope.get("raw_path") or scope["path"].encode()
+        raw = raw_path(scope)
         if scope.get("method") == "CONNECT" or not raw.startswith(b"/") or suspicious(raw, self.table.depth):
             await self._reject(scope, send, 400, {"error": "bad request", "detail": "path not allowed"})
             return

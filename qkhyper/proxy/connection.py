@@ -18,8 +18,7 @@ reused (httpcore's `_response_closed`).
 
 from __future__ import annotations
 
-import enum
-
+import anyio
 import h11
 
 from ..config.model import Address
@@ -31,24 +30,18 @@ READ_SIZE = 256 * 1024
 # h11 refuses response heads larger than this (its own default is 16 KiB).
 MAX_HEAD = 64 * 1024
 
-class State(enum.Enum):
-    ACTIVE = "active"  # an exchange is under way
-    IDLE = "idle"  # in the pool, ready for the next request
-    CLOSED = "closed"
-
 
 class UpstreamConnection:
-    def __init__(self, stream: NetworkStream, target: Address, now: float) -> None:
+    def __init__(self, stream: NetworkStream, target: Address) -> None:
         self.stream = stream
         self.target = target
         self.h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD)
-        self.state = State.ACTIVE
-        self.idle_since = now
+        self.idle_since = 0.0  # when it last went back to the pool
         self.failure: ProxyError | None = None  # why abort() ended the exchange
-        self.received = 0  # bytes of the current response read so far
-        self.sent = 0  # bytes of the current request written so far
+        self.wrote = False  # a byte of the current request reached the stream
+        self.heard = False  # a byte of the current response arrived
         self.eof = False  # the upstream ended its side of the stream
-        self._stream_closed = False
+        self.closed = False
 
     async def send(self, event: h11.Event) -> None:
         """Send one h11 event (only ever a request, its body or its end).
@@ -68,7 +61,7 @@ class UpstreamConnection:
         except ConnectionError as exc:
             self.h11.send_failed()
             raise self._failed(self._closed(f"sending to upstream failed: {exc!r}")) from None
-        self.sent += len(data)
+        self.wrote = True
 
     async def next_event(self) -> h11.Event:
         """The next response event, reading from the network only when h11 needs more.
@@ -86,9 +79,10 @@ class UpstreamConnection:
                 raise self._failed(self._closed(f"upstream connection lost: {exc!r}")) from None
             if not data and self.h11.their_state is h11.SEND_RESPONSE:
                 # h11 reports this as a protocol error; it is a close, and maybe a retry.
-                raise self._failed(self._closed("upstream closed the connection without a response"))
+                where = "in the middle of the response head" if self.heard else "without a response"
+                raise self._failed(self._closed(f"upstream closed the connection {where}"))
             self.eof = not data
-            self.received += len(data)
+            self.heard = True
             self.h11.receive_data(data)
 
     def peek(self) -> h11.Event | type[h11.NEED_DATA]:
@@ -99,21 +93,22 @@ class UpstreamConnection:
         """
         if self.failure is not None:
             raise self.failure
-        state = self.h11.their_state
         try:
             return self.h11.next_event()  # type: ignore[return-value]
         except h11.RemoteProtocolError as exc:
-            if self.eof:
-                where = "body" if state is h11.SEND_BODY else "response head"
-                raise self._failed(UpstreamClosed(f"upstream closed in the middle of the {where} ({exc})")) from None
+            if self.eof:  # only a body can end early here: next_event saw the head's end
+                raise self._failed(UpstreamClosed(f"upstream closed in the middle of the body ({exc})")) from None
             raise self._failed(MalformedResponse(f"malformed response from upstream: {exc}")) from None
 
     def _closed(self, message: str) -> UpstreamClosed:
-        return UpstreamClosed(message, before_response=self.received == 0)
+        return UpstreamClosed(message, before_response=not self.heard)
 
     def _failed(self, exc: ProxyError) -> ProxyError:
-        """The error to raise: the watchdog's reason if it ended the exchange, else `exc`."""
-        self.state = State.CLOSED
+        """The error to raise: the watchdog's reason if it ended the exchange, else `exc`.
+
+        There is nothing to mark: h11 is no longer `DONE` on both sides after
+        any failure, so `recycle` refuses the connection.
+        """
         return self.failure or exc
 
     async def abort(self, reason: ProxyError) -> None:
@@ -124,19 +119,16 @@ class UpstreamConnection:
 
     def recycle(self, now: float) -> bool:
         """Ready the connection for the next request; False if it cannot be reused."""
-        if self.state is not State.ACTIVE or self.h11.our_state is not h11.DONE or self.h11.their_state is not h11.DONE:
+        if self.closed or self.h11.our_state is not h11.DONE or self.h11.their_state is not h11.DONE:
             return False
         self.h11.start_next_cycle()
-        self.state = State.IDLE
         self.idle_since = now
-        self.received = self.sent = 0
+        self.wrote = self.heard = False
         return True
 
-    def reuse(self) -> None:
-        self.state = State.ACTIVE
-
     async def aclose(self) -> None:
-        self.state = State.CLOSED
-        if not self._stream_closed:
-            self._stream_closed = True
-            await self.stream.aclose()
+        """Close the stream; shielded, so a cancelled exchange still lets go of its socket."""
+        if not self.closed:
+            self.closed = True
+            with anyio.CancelScope(shield=True):
+                await self.stream.aclose()

@@ -19,7 +19,7 @@ from ..config.model import Address, ProxySettings
 from .backend import AutoBackend, NetworkBackend
 from .forward import BodyRewriter, Forwarder, RedirectFollower, Route
 from .pool import Clock, Pool, Upstreams
-from .protocol import match_prefix
+from .protocol import match_prefix, raw_path
 from .watchdog import Watchdog
 from .websocket import WebSocketProxy
 
@@ -104,5 +104,5 @@ class PrefixProxy:
         if scope["type"] == "lifespan":
             await self.core.lifespan(receive, send)
             return
-        raw: bytes = scope.get("raw_path") or scope["path"].encode()
+        raw = raw_path(scope)
         await self.core.handle(scope, receive, send, self.route, match_prefix(raw, self.prefix) or 0)

@@ -9,13 +9,13 @@ client's answer through the one table in `errors.py`.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import anyio
 import h11
 
 from ..asgi.responses import send_json
@@ -26,7 +26,6 @@ from .connection import UpstreamConnection
 from .errors import (
     BodyTooLarge,
     ClientGone,
-    ConnectFailed,
     MalformedResponse,
     ProxyError,
     ResponseHeadTimeout,
@@ -34,7 +33,15 @@ from .errors import (
     outcome,
 )
 from .pool import Clock, Pool, Upstreams
-from .protocol import RequestHead, public_origin, request_head, response_headers, rewrite_location, upstream_target
+from .protocol import (
+    RequestHead,
+    public_origin,
+    raw_path,
+    request_head,
+    response_headers,
+    rewrite_location,
+    upstream_target,
+)
 from .watchdog import Watchdog
 
 log = logging.getLogger("qkhyper.proxy")
@@ -156,11 +163,11 @@ class Forwarder:
         await answer_error(answer, exc, route)
 
     async def _forward(self, scope: Scope, receive: Receive, send: _Answer, route: Route, matched: int) -> Address:
-        raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
-        path = raw_path[matched:] if route.strip else raw_path
+        raw = raw_path(scope)
+        path = raw[matched:] if route.strip else raw
         if self.follow_redirect is not None:
             path = self.redirects.get(route.prefix, path) or path
-        head = request_head(scope, upstream_target(path, scope.get("query_string", b"")), _sent_prefix(route))
+        head = request_head(scope, upstream_target(path, scope["query_string"]), _sent_prefix(route))
         limit = self.settings.max_body_size
         if limit and (head.length or 0) > limit:
             raise BodyTooLarge(f"request body of {head.length} bytes over max_body_size ({limit})")
@@ -182,30 +189,23 @@ class Forwarder:
 
     async def _exchange(self, route: Route, head: RequestHead, body: RequestBody, receive: Receive) -> UpstreamResponse:
         """The response head from the first target that takes the request."""
-        targets = route.upstreams.order(self.clock())
-        failed: ConnectFailed | None = None
-        for target in targets:
-            try:
-                return await self._exchange_with(target, head, body, receive)
-            except ConnectFailed as exc:  # nothing was sent: the next target may have it
-                if len(targets) == 1:
-                    raise
-                log.warning("%s: %s; skipping it for a while", route.label, exc)
-                route.upstreams.mark_down(target, self.clock())
-                failed = exc
-        assert failed is not None
-        raise failed
+        request = head.event()  # a BadRequest before any connection is taken
+
+        async def attempt(target: Address) -> UpstreamResponse:
+            return await self._exchange_with(target, request, head, body, receive)
+
+        return await route.upstreams.first(attempt, self.clock(), route.label)
 
     async def _exchange_with(
-        self, target: Address, head: RequestHead, body: RequestBody, receive: Receive
+        self, target: Address, request: h11.Request, head: RequestHead, body: RequestBody, receive: Receive
     ) -> UpstreamResponse:
         conn, reused = await self.pool.acquire(target)
         try:
-            return UpstreamResponse(conn, await self._round_trip(conn, head, body, receive), target)
+            return UpstreamResponse(conn, await self._round_trip(conn, request, body, receive), target)
         except UpstreamClosed as exc:
             await _discard(conn)
             if not may_retry(
-                exc, reused=reused, nothing_sent=conn.sent == 0, replayable=head.idempotent and body.empty
+                exc, reused=reused, nothing_sent=not conn.wrote, replayable=head.idempotent and body.empty
             ):
                 raise
             log.info("%s:%d closed a pooled connection (%s); retrying on a new one", *target, exc)
@@ -214,17 +214,15 @@ class Forwarder:
             raise
         conn = await self.pool.connect(target)
         try:
-            return UpstreamResponse(conn, await self._round_trip(conn, head, body, receive), target)
+            return UpstreamResponse(conn, await self._round_trip(conn, request, body, receive), target)
         except BaseException:
             await _discard(conn)
             raise
 
     async def _round_trip(
-        self, conn: UpstreamConnection, head: RequestHead, body: RequestBody, receive: Receive
+        self, conn: UpstreamConnection, request: h11.Request, body: RequestBody, receive: Receive
     ) -> h11.Response:
-        # _parsed: the headers were parsed and validated by the ASGI server (or are our
-        # own), so h11's per-header regex checks would only repeat work on the hot path.
-        await conn.send(h11.Request(method=head.method, target=head.target, headers=head.headers, _parsed=True))
+        await conn.send(request)
         await body.send_to(conn)
         timeout = self.settings.read_timeout
         token = self.watchdog.watch(conn, timeout, lambda: _head_timeout(timeout), receive)
@@ -259,9 +257,9 @@ class Forwarder:
             await _discard(response.conn)
             raise
         await self.pool.release(response.conn)
-        self.redirects.put(route.prefix, path.partition(b"?")[0], new_path)
+        self.redirects.put(route.prefix, path, new_path)
         query = head.target.partition(b"?")[2]
-        again = RequestHead(head.method, new_path + (b"?" + query if query else b""), head.headers, 0, False)
+        again = dataclasses.replace(head, target=new_path + (b"?" + query if query else b""))
         return await self._exchange(route, again, body, receive)
 
     async def _relay(
@@ -286,12 +284,11 @@ class Forwarder:
             await self._relay_rewritten(body, event.status_code, headers, edit)
         else:
             await send({"type": "http.response.start", "status": event.status_code, "headers": headers})
-            if scope["method"] == "HEAD" or event.status_code in _NO_BODY_STATUS:
-                await drain(conn)
-                await send({"type": "http.response.body", "body": b""})
-            else:
-                small = not head.event_stream and head.length is not None and head.length <= SMALL_BODY
-                await body.relay(None if small else receive)
+            # h11 knows HEAD, 204 and 304 have no body (it ends at once); a short body
+            # needs no task watching for the client leaving (performance only).
+            bodiless = scope["method"] == "HEAD" or event.status_code in _NO_BODY_STATUS
+            small = bodiless or (not head.event_stream and head.length is not None and head.length <= SMALL_BODY)
+            await body.relay(None if small else receive)
         await self.pool.release(conn)
 
     def _rewriter(
@@ -347,9 +344,8 @@ def _head_timeout(timeout: float) -> ResponseHeadTimeout:
 
 
 async def _discard(conn: UpstreamConnection) -> None:
-    """Close a connection whose exchange failed or was cancelled; cancellation cannot stop this."""
-    with anyio.CancelScope(shield=True):
-        await conn.aclose()
+    """Close a connection whose exchange failed or was cancelled (`aclose` is shielded)."""
+    await conn.aclose()
 
 
 async def answer_error(send: Send, exc: ProxyError, route: Route) -> None:

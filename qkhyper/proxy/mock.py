@@ -85,6 +85,7 @@ class MockStream:
         self.sent.append(data)
 
     async def aclose(self) -> None:
+        await anyio.lowlevel.checkpoint()  # a real close may wait, and so be cancelled
         self.closed = True
         self._closed.set()
 

@@ -10,8 +10,10 @@ before reuse; the close that is still on its way is the forwarder's retry.
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
 
 import anyio
 
@@ -21,6 +23,9 @@ from .connection import UpstreamConnection
 from .errors import ConnectFailed, ConnectTimeout
 
 Clock = Callable[[], float]
+T = TypeVar("T")
+
+log = logging.getLogger("qkhyper.proxy")
 
 # How long a target that refused a connection is skipped (SPEC §4, passive health).
 DOWN_FOR = 10.0
@@ -63,7 +68,6 @@ class Pool:
             if conn.stream.is_readable():  # closed by the upstream while idle
                 await conn.aclose()
                 continue
-            conn.reuse()
             return conn, True
         return await self.connect(target), False
 
@@ -81,7 +85,7 @@ class Pool:
             raise ConnectTimeout(f"connect to {host}:{port} timed out after {self.connect_timeout:g} s") from None
         except OSError as exc:
             raise ConnectFailed(f"connect to {host}:{port} failed: {exc.strerror or exc}") from None
-        return UpstreamConnection(stream, target, self.clock())
+        return UpstreamConnection(stream, target)
 
     async def release(self, conn: UpstreamConnection) -> None:
         """Return a finished connection, or close it if it cannot be reused."""
@@ -103,6 +107,29 @@ class Pool:
 
 class Upstreams:
     """The targets of one route: round-robin, skipping those that refused recently."""
+
+    async def first(self, attempt: Callable[[Address], Awaitable[T]], now: float, label: str) -> T:
+        """`attempt(target)` on each target in turn until one does not refuse the connection.
+
+        Nothing was sent to a target that refused, so the next may have the
+        request; the refusing one is skipped for DOWN_FOR seconds.
+
+        Raises:
+            ConnectFailed: every target refused (the last refusal); any other
+                error of `attempt` at once.
+        """
+        targets = self.order(now)
+        for target in targets[:-1]:
+            try:
+                return await attempt(target)
+            except ConnectFailed as exc:
+                log.warning("%s: %s; skipping it for a while", label, exc)
+                self.mark_down(target, now)
+        try:
+            return await attempt(targets[-1])
+        except ConnectFailed:
+            self.mark_down(targets[-1], now)
+            raise
 
     def __init__(self, targets: Sequence[Address]) -> None:
         self.targets = list(targets)

@@ -12,7 +12,9 @@ from __future__ import annotations
 from collections.abc import Iterable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote_to_bytes, urlsplit
+from urllib.parse import quote, unquote_to_bytes, urlsplit
+
+import h11
 
 from .errors import BadRequest
 
@@ -53,6 +55,21 @@ class RequestHead:
     @property
     def idempotent(self) -> bool:
         return self.method in IDEMPOTENT
+
+    def event(self) -> h11.Request:
+        """The h11 event to send.
+
+        `_parsed`: the headers were parsed and validated by the ASGI server (or
+        are the proxy's own), so h11's per-header regex checks would only
+        repeat work on the hot path. h11 still checks the target.
+
+        Raises:
+            BadRequest: a target h11 will not send (never one the server parsed).
+        """
+        try:
+            return h11.Request(method=self.method, target=self.target, headers=self.headers, _parsed=True)
+        except h11.LocalProtocolError as exc:
+            raise BadRequest(f"cannot forward this request: {exc}") from None
 
 
 def request_head(scope: MutableMapping[str, Any], target: bytes, prefix: str) -> RequestHead:
@@ -235,6 +252,12 @@ def upstream_target(path: bytes, query: bytes) -> bytes:
     if not path.startswith(b"/"):
         path = b"/" + path
     return path + b"?" + query if query else path
+
+
+def raw_path(scope: MutableMapping[str, Any]) -> bytes:
+    """The path as the client sent it; ASGI lets a server leave `raw_path` out, then it is re-quoted."""
+    raw: bytes | None = scope.get("raw_path")
+    return raw or quote(scope["path"]).encode("ascii")
 
 
 def request_host(scope: MutableMapping[str, Any]) -> bytes:

@@ -40,12 +40,13 @@ from wsproto.events import (
 from wsproto.utilities import ProtocolError
 
 from ..asgi.types import Receive, Scope, Send
+from ..config.model import Address
 from .backend import NetworkStream
 from .connection import READ_SIZE
-from .errors import ConnectFailed, MalformedResponse, ProxyError, ResponseHeadTimeout, UpstreamClosed, outcome
+from .errors import MalformedResponse, ProxyError, ResponseHeadTimeout, UpstreamClosed, outcome
 from .forward import Route, answer_error
 from .pool import Clock, Pool
-from .protocol import response_headers, upstream_target, websocket_headers
+from .protocol import raw_path, response_headers, upstream_target, websocket_headers
 
 log = logging.getLogger("qkhyper.proxy")
 
@@ -70,8 +71,8 @@ class WebSocketProxy:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send, route: Route, matched: int) -> None:
         await receive()  # websocket.connect
-        raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
-        path = upstream_target(raw_path[matched:] if route.strip else raw_path, scope.get("query_string", b""))
+        raw = raw_path(scope)
+        path = upstream_target(raw[matched:] if route.strip else raw, scope.get("query_string", b""))
         try:
             host, headers = websocket_headers(scope, route.prefix if route.strip else "")
             stream = await self._connect(route)
@@ -105,16 +106,10 @@ class WebSocketProxy:
                 await stream.aclose()
 
     async def _connect(self, route: Route) -> NetworkStream:
-        targets = route.upstreams.order(self.clock())
-        failed: ConnectFailed | None = None
-        for target in targets:
-            try:
-                return (await self.pool.connect(target)).stream
-            except ConnectFailed as exc:
-                route.upstreams.mark_down(target, self.clock())
-                failed = exc
-        assert failed is not None
-        raise failed
+        async def attempt(target: Address) -> NetworkStream:
+            return (await self.pool.connect(target)).stream
+
+        return await route.upstreams.first(attempt, self.clock(), route.label)
 
     async def _handshake(self, stream: NetworkStream, ws: WSConnection) -> AcceptConnection | RejectConnection:
         """The upstream's answer to the handshake; frames after it stay buffered in `ws`.

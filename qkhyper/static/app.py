@@ -29,7 +29,6 @@ import logging
 import os
 import time
 from dataclasses import replace
-from urllib.parse import quote
 
 import anyio
 
@@ -38,7 +37,7 @@ from ..asgi.types import ASGIApp, Receive, Scope, Send
 from ..config.model import StaticOptions
 from ..errors import UsageError
 from ..proxy.core import PrefixProxy, ProxyCore
-from ..proxy.protocol import match_prefix
+from ..proxy.protocol import match_prefix, raw_path
 from .cache import CACHE_BYTES, SMALL_FILE, FileCache, ResourceCache
 from .conditional import FULL, evaluate
 from .files import Found, Redirect, Root
@@ -88,7 +87,7 @@ class StaticApp:
         if scope["method"] not in ("GET", "HEAD"):
             await send_json(send, 405, {"error": "method not allowed"}, ALLOW)
             return
-        raw: bytes = scope.get("raw_path") or quote(scope["path"]).encode("ascii")
+        raw = raw_path(scope)
         resource = self.resources.get(raw)
         if resource is not None and await self._serve(raw, resource, scope, receive, send):
             return
@@ -98,7 +97,7 @@ class StaticApp:
         """On whole, percent-decoded segments of the raw path, as the gateway matches its prefixes."""
         if not self.api_prefix:
             return False
-        raw: bytes = scope.get("raw_path") or scope["path"].encode()
+        raw = raw_path(scope)
         return match_prefix(raw, self.api_prefix.encode()) is not None
 
     async def _api(self, scope: Scope, receive: Receive, send: Send) -> None:

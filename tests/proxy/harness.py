@@ -24,6 +24,7 @@ from qkhyper.config.model import ProxySettings
 from qkhyper.proxy.core import ProxyCore
 from qkhyper.proxy.forward import BodyRewriter, RedirectFollower, Route
 from qkhyper.proxy.mock import MockBackend, MockStream
+from qkhyper.proxy.protocol import match_prefix, raw_path
 
 TARGET = ("up.test", 9000)
 
@@ -94,7 +95,10 @@ class Client:
         return {"type": "http.disconnect"}
 
     async def send(self, message: Message) -> None:
+        """Record `message`; like a server, refuse anything after the response has ended."""
         await trio.lowlevel.checkpoint()
+        if self.complete:
+            raise RuntimeError(f"{message['type']} after the response ended")
         self.sent.append(message)
         self.received.set()
 
@@ -165,7 +169,7 @@ async def running(core: ProxyCore) -> AsyncIterator[trio.Nursery]:
 async def call(core: ProxyCore, scope: Scope, client: Client, the_route: Route | None = None) -> None:
     """One request through the core, the watchdog running."""
     the_route = the_route or route(core)
-    matched = len(the_route.prefix.encode()) if the_route.strip else 0
+    matched = match_prefix(raw_path(scope), the_route.prefix.encode()) or 0  # as the gateway's table does
     async with running(core):
         await core.handle(scope, client.receive, client.send, the_route, matched)
 

@@ -7,10 +7,13 @@ Each test scripts the upstream's bytes (`MockStream`), plays the client
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
+import h11
 import pytest
 import trio
 
+from qkhyper.proxy.connection import READ_SIZE
 from qkhyper.proxy.errors import (
     BadRequest,
     ClientGone,
@@ -18,7 +21,7 @@ from qkhyper.proxy.errors import (
     MalformedResponse,
     UpstreamClosed,
 )
-from qkhyper.proxy.forward import REWRITE_LIMIT, RedirectMemo, may_retry
+from qkhyper.proxy.forward import REWRITE_LIMIT, RedirectMemo, Route, may_retry
 from qkhyper.proxy.mock import HANG, MockStream
 from tests.proxy.harness import (
     TARGET,
@@ -229,6 +232,7 @@ async def test_connect_refused_is_502() -> None:
         502,
         {"error": "bad gateway", "route": "/up", "reason": "upstream refused the connection"},
     )
+    assert b"connection" not in client.headers  # only a client's own mistakes close its connection
 
 
 async def test_connect_timeout_is_504() -> None:
@@ -300,6 +304,7 @@ async def test_client_leaving_while_streaming_abandons_the_upstream() -> None:
         nursery.start_soon(leave_when_data_arrives)
         await core.handle(http_scope(), client.receive, client.send, route(core), 3)
     assert stream.closed and client.status == 200 and not client.complete
+    assert trio.current_time() < 1  # at once, not at the idle timeout
     assert_no_leak(core, backend)
 
 
@@ -478,6 +483,9 @@ async def test_bad_requests_never_reach_a_connection() -> None:
     await call(core, http_scope(headers=[(b"host", b"a"), (b"host", b"b")]), client)
     assert client.status == 400 and client.json["detail"] == "more than one Host header"
     assert client.headers[b"connection"] == b"close"
+    odd = Client()
+    await call(core, http_scope(raw_path=b"/up/a b"), odd)  # no server hands this over; still no 500
+    assert odd.status == 400 and odd.json["detail"] == "cannot forward this request: Illegal target characters"
     assert backend.connects == []
 
 
@@ -500,8 +508,9 @@ async def test_cancellation_closes_the_connection(when: str) -> None:
 # --- redirects and the docs rewrite -------------------------------------------------------------
 
 
-def follow_slash(route: object, path: bytes, head: object) -> bytes | None:
-    return path + b"/" if getattr(head, "status_code", 0) == 307 else None
+def follow_slash(route: Route, path: bytes, head: h11.Response) -> bytes | None:
+    assert route.prefix == "/up"
+    return path + b"/" if head.status_code == 307 else None
 
 
 async def test_followed_redirect_releases_the_first_connection_and_is_remembered() -> None:
@@ -511,6 +520,7 @@ async def test_followed_redirect_releases_the_first_connection_and_is_remembered
     await call(core, http_scope("/up/items"), first)
     await call(core, http_scope("/up/items"), second)
     assert (first.status, first.body, second.body) == (200, b"[1]", b"[2]")
+    assert request_line(stream.written, 1) == b"GET /items/ HTTP/1.1"
     assert request_line(stream.written, 2) == b"GET /items/ HTTP/1.1"  # asked directly the second time
     assert len(backend.opened) == 1
     assert_no_leak(core, backend)
@@ -546,24 +556,25 @@ def test_redirect_memo_is_bounded_lru() -> None:
     assert (memo.get("/a", b"/2"), memo.get("/a", b"/1"), len(memo)) == (None, b"/1/", 2)
 
 
-def upper(route: object, path: bytes) -> object:
+def upper(route: Route, path: bytes) -> Callable[[bytes], bytes] | None:
+    assert route.prefix == "/up"
     return (lambda body: body.upper()) if path == b"/docs" else None
 
 
 async def test_small_chunked_docs_page_is_rewritten() -> None:
-    core, backend = make_core([MockStream([chunked(b"swagger ", b"page")])], rewrite_body=upper)  # type: ignore[arg-type]
+    core, backend = make_core([MockStream([chunked(b"swagger ", b"page")])], rewrite_body=upper)
     client = Client()
     await call(core, http_scope("/up/docs"), client)
-    assert client.body == b"SWAGGER PAGE" and client.headers[b"content-length"] == b"12"
+    assert (client.status, client.body, client.headers[b"content-length"]) == (200, b"SWAGGER PAGE", b"12")
     assert_no_leak(core, backend)
 
 
 async def test_docs_body_over_the_rewrite_limit_passes_unmodified() -> None:
     big = b"a" * (REWRITE_LIMIT // 4 + 1)
-    core, backend = make_core([MockStream([chunked(big, big, big, big, b"tail")])], rewrite_body=upper)  # type: ignore[arg-type]
+    core, backend = make_core([MockStream([chunked(big, big, big, big, b"tail")])], rewrite_body=upper)
     client = Client()
     await call(core, http_scope("/up/docs"), client)
-    assert client.body == big * 4 + b"tail" and client.complete
+    assert client.status == 200 and client.body == big * 4 + b"tail" and client.complete
     assert b"content-length" not in client.headers
     assert max(len(m.get("body", b"")) for m in client.sent) <= REWRITE_LIMIT + len(big)
     assert_no_leak(core, backend)
@@ -571,10 +582,11 @@ async def test_docs_body_over_the_rewrite_limit_passes_unmodified() -> None:
 
 async def test_docs_with_a_declared_length_over_the_limit_are_not_buffered() -> None:
     body = b"b" * (REWRITE_LIMIT + 1)
-    core, backend = make_core([MockStream([response(200, body)])], rewrite_body=upper)  # type: ignore[arg-type]
+    core, backend = make_core([MockStream([response(200, body)])], rewrite_body=upper)
     client = Client()
     await call(core, http_scope("/up/docs"), client)
     assert client.body == body
+    assert len(client.sent[1]["body"]) <= READ_SIZE  # streamed from the first chunk: never buffered
     assert_no_leak(core, backend)
 
 
@@ -607,3 +619,260 @@ def test_errors_have_one_outcome_each() -> None:
     leaves = [c for c in classes if not any(o is not c and issubclass(o, c) for o in classes)]
     assert set(leaves) == set(errors.OUTCOMES)
     assert errors.outcome(ClientGone("x")).status == 499 and errors.outcome(BadRequest("x")).status == 400
+
+
+# --- what the logs say ----------------------------------------------------------------------
+
+
+async def test_access_log_line(caplog: pytest.LogCaptureFixture) -> None:
+    core, _ = make_core([MockStream([response(201, b"x")])], settings(access_log=True))
+    await trio.sleep(1.5)
+    with caplog.at_level(logging.INFO, "qkhyper.access"):
+        client = Client()
+
+        class Slow(MockStream):
+            async def receive(self, max_bytes: int) -> bytes:
+                await trio.sleep(0.25)
+                return await super().receive(max_bytes)
+
+        core.pool.backend.streams[0] = Slow([response(201, b"x")])  # type: ignore[attr-defined]
+        await call(core, http_scope("/up/items", method="PUT"), client)
+    assert [r.getMessage() for r in caplog.records] == ['192.0.2.7 "PUT /up/items" 201 -> /up up.test:9000 250.0ms']
+
+
+async def test_access_log_of_a_failure_and_of_a_client_that_left(caplog: pytest.LogCaptureFixture) -> None:
+    core, _ = make_core([ConnectionRefusedError(111, "refused"), MockStream([HANG])], settings(access_log=True))
+    gone = Client()
+    gone.messages = [{"type": "http.request", "body": b""}]
+    with caplog.at_level(logging.INFO, "qkhyper.access"):
+        await call(core, http_scope(), Client())
+
+        async def leave() -> None:
+            await trio.sleep(2)
+            gone.leave.set()
+
+        async with running(core) as nursery:
+            nursery.start_soon(leave)
+            await core.handle(http_scope(), gone.receive, gone.send, route(core), 3)
+    lines = [r.getMessage() for r in caplog.records if r.name == "qkhyper.access"]
+    assert lines[0] == '192.0.2.7 "GET /up/x" 502 -> /up - 0.0ms'
+    assert lines[1] == '192.0.2.7 "GET /up/x" 499 -> /up - 2000.0ms'
+
+
+async def test_failure_and_retry_log_lines(caplog: pytest.LogCaptureFixture) -> None:
+    stale = MockStream([response(), b""], hide_eof=True)
+    core, _ = make_core([stale, MockStream([response()]), ConnectionRefusedError(111, "Connection refused")])
+    with caplog.at_level(logging.INFO, "qkhyper.proxy"):
+        await call(core, http_scope(), Client())
+        await call(core, http_scope(), Client())  # retried
+        await trio.sleep(5)  # the pooled connection expires
+        await call(core, http_scope("/up/gone"), Client())
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages == [
+        "up.test:9000 closed a pooled connection (upstream closed the connection without a response);"
+        " retrying on a new one",
+        "GET /up/gone -> /up: connect to up.test:9000 failed: Connection refused",
+    ]
+
+
+async def test_skipped_target_log_line(caplog: pytest.LogCaptureFixture) -> None:
+    core, _ = make_core([ConnectionRefusedError(111, "Connection refused"), MockStream([response()])])
+    with caplog.at_level(logging.WARNING, "qkhyper.proxy"):
+        await call(core, http_scope(), Client(), route(core, targets=[("a", 1), ("b", 2)]))
+    assert [r.getMessage() for r in caplog.records] == [
+        "/up: connect to a:1 failed: Connection refused; skipping it for a while"
+    ]
+
+
+async def test_cut_short_log_line(caplog: pytest.LogCaptureFixture) -> None:
+    core, _ = make_core([MockStream([response(200, b"abcdef")[:-3], b""])])
+    with caplog.at_level(logging.WARNING, "qkhyper.proxy"):
+        await call(core, http_scope(), Client())
+    (message,) = [r.getMessage() for r in caplog.records]
+    assert message.startswith("GET /up/x -> /up: upstream closed in the middle of the body (")
+    assert message.endswith("); response cut short")
+
+
+# --- paths, Location and limits ----------------------------------------------------------------
+
+
+async def test_location_naming_the_upstream_is_rewritten() -> None:
+    redirect = response(302, b"", [("Location", "http://up.test:9000/next?a=1"), ("Link", "</x>")])
+    core, _ = make_core([MockStream([redirect, response(303, b"", [("Location", "http://other/x")])])])
+    client, other = Client(), Client()
+    await call(core, http_scope(headers=[(b"host", b"gw.test:8443")]), client)
+    await call(core, http_scope(), other)
+    assert client.headers[b"location"] == b"http://gw.test:8443/up/next?a=1"
+    assert other.headers[b"location"] == b"http://other/x"
+
+
+async def test_full_path_route_sends_the_prefix_and_no_forwarded_prefix() -> None:
+    stream = MockStream([response(302, b"", [("Location", "http://up.test:9000/up/next")])])
+    core, _ = make_core([stream])
+    client = Client()
+    await call(core, http_scope("/up/a", query=b"q=1"), client, route(core, strip=False))
+    assert request_line(stream.written) == b"GET /up/a?q=1 HTTP/1.1"
+    assert b"x-forwarded-prefix" not in stream.written
+    assert client.headers[b"location"] == b"http://gw.test/up/next"
+
+
+async def test_raw_path_may_be_missing() -> None:
+    stream = MockStream([response()])
+    core, _ = make_core([stream])
+    scope = http_scope("/up/caf\u00e9")
+    scope["raw_path"] = None
+    await call(core, scope, Client())
+    assert request_line(stream.written) == b"GET /caf%C3%A9 HTTP/1.1"
+
+
+async def test_body_of_exactly_the_limit_passes() -> None:
+    stream = MockStream([response()])
+    core, _ = make_core([stream], settings(max_body_size=4))
+    client = Client(body_messages(b"12", b"34"))
+    await call(core, http_scope(method="POST", headers=[(b"host", b"h"), (b"content-length", b"4")]), client)
+    assert client.status == 200 and stream.written.endswith(b"\r\n\r\n1234")
+
+
+async def test_followed_redirect_keeps_the_query() -> None:
+    stream = MockStream([response(307, b"", [("Location", "/items/?a=1?b")]), response(200, b"[1]")])
+    core, _ = make_core([stream], follow_redirect=follow_slash)
+    await call(core, http_scope("/up/items", query=b"a=1?b"), Client())
+    assert request_line(stream.written, 1) == b"GET /items/?a=1?b HTTP/1.1"
+    assert core.forward.redirects.get("/up", b"/items") == b"/items/"
+
+
+async def test_client_leaving_during_a_retried_exchange_is_noticed() -> None:
+    stale = MockStream([response(), b""], hide_eof=True)
+    fresh = MockStream([HANG])
+    core, backend = make_core([stale, fresh])
+    await call(core, http_scope(), Client())
+    client = Client()
+
+    async def leave_later() -> None:
+        await trio.sleep(3)
+        client.leave.set()
+
+    async with running(core) as nursery:
+        nursery.start_soon(leave_later)
+        await core.handle(http_scope(), client.receive, client.send, route(core), 3)
+    assert fresh.closed and client.sent == [] and trio.current_time() < 10
+    assert_no_leak(core, backend)
+
+
+# --- edges the mutation run found unpinned -------------------------------------------------------
+
+
+async def test_a_stale_newest_idle_connection_does_not_hide_an_older_good_one() -> None:
+    older, newer = MockStream([response(), response(200, b"older")]), MockStream([response(), b""])
+    core, backend = make_core([older, newer])
+    async with running(core):
+        async with trio.open_nursery() as nursery:
+            for client in (Client(), Client()):
+                nursery.start_soon(core.handle, http_scope(), client.receive, client.send, route(core), 3)
+        idle = core.pool._idle[TARGET]
+        assert len(idle) == 2
+        idle[:] = [c for c in idle if c.stream is older] + [c for c in idle if c.stream is newer]
+        client = Client()
+        await core.handle(http_scope(), client.receive, client.send, route(core), 3)
+    assert client.body == b"older" and newer.closed and len(backend.opened) == 2
+    assert_no_leak(core, backend)
+
+
+async def test_a_refusing_target_is_skipped_by_later_requests() -> None:
+    closing = [MockStream([response(200, b"b", [("Connection", "close")])]) for _ in range(3)]
+    core, backend = make_core([ConnectionRefusedError(111, "refused"), *closing])
+    the_route = route(core, targets=[("a", 1), ("b", 2)])
+    for _ in range(3):
+        await call(core, http_scope(), Client(), the_route)
+    assert backend.connects == [("a", 1), ("b", 2), ("b", 2), ("b", 2)]
+    assert_no_leak(core, backend)
+
+
+async def test_every_refusing_target_is_marked_down() -> None:
+    core, _ = make_core([ConnectionRefusedError(), ConnectionRefusedError()])
+    the_route = route(core, targets=[("a", 1), ("b", 2)])
+    await call(core, http_scope(), Client(), the_route)
+    assert set(the_route.upstreams._down_until) == {("a", 1), ("b", 2)}
+
+
+async def test_response_heads_up_to_64_kib_pass() -> None:
+    head = b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * 40_000
+    core, _ = make_core([MockStream([head, b"\r\nContent-Length: 2\r\n\r\nok"])])
+    client = Client()
+    await call(core, http_scope(), client)
+    assert client.status == 200 and len(client.headers[b"x-big"]) == 40_000
+
+
+async def test_413_and_conflicting_framing_are_logged_with_their_reason(caplog: pytest.LogCaptureFixture) -> None:
+    cl_te = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+    core, _ = make_core([MockStream([cl_te])], settings(max_body_size=4))
+    with caplog.at_level(logging.WARNING, "qkhyper.proxy"):
+        await call(core, http_scope(method="POST", headers=[(b"host", b"h"), (b"content-length", b"5")]), Client())
+        await call(core, http_scope(), Client())
+    assert [r.getMessage() for r in caplog.records] == [
+        "POST /up/x -> /up: request body of 5 bytes over max_body_size (4)",
+        "GET /up/x -> /up: upstream response has both Content-Length and Transfer-Encoding",
+    ]
+
+
+async def test_head_timeout_log_line(caplog: pytest.LogCaptureFixture) -> None:
+    core, _ = make_core([MockStream([HANG])], settings(read_timeout=7.0))
+    with caplog.at_level(logging.WARNING, "qkhyper.proxy"):
+        await call(core, http_scope(), Client())
+    assert [r.getMessage() for r in caplog.records] == ["GET /up/x -> /up: no response head within 7 s"]
+
+
+async def test_client_leaving_during_a_followed_redirect_is_noticed() -> None:
+    stream = MockStream([response(307, b"", [("Location", "/items/")]), HANG])
+    core, backend = make_core([stream], follow_redirect=follow_slash)
+    client = Client()
+
+    async def leave_later() -> None:
+        await trio.sleep(3)
+        client.leave.set()
+
+    async with running(core) as nursery:
+        nursery.start_soon(leave_later)
+        await core.handle(http_scope("/up/items"), client.receive, client.send, route(core), 3)
+    assert stream.closed and client.sent == [] and trio.current_time() < 10
+    assert_no_leak(core, backend)
+
+
+async def test_a_retried_response_knows_its_target() -> None:
+    stale = MockStream([response(), b""], hide_eof=True)
+    fresh = MockStream([response(302, b"", [("Location", "http://up.test:9000/next")])])
+    core, _ = make_core([stale, fresh])
+    await call(core, http_scope(), Client())
+    client = Client()
+    await call(core, http_scope(), client)
+    assert client.headers[b"location"] == b"http://gw.test/up/next"
+
+
+@pytest.mark.parametrize(
+    ("method", "status", "rewritten"),
+    [("GET", 200, True), ("GET", 299, True), ("GET", 300, False), ("GET", 404, False), ("POST", 200, False)],
+)
+async def test_only_successful_gets_are_rewritten(method: str, status: int, rewritten: bool) -> None:
+    core, _ = make_core([MockStream([response(status, b"page")])], rewrite_body=upper)
+    client = Client()
+    await call(core, http_scope("/up/docs", method=method), client)
+    assert client.status == status and client.body == (b"PAGE" if rewritten else b"page")
+
+
+async def test_a_body_of_exactly_the_rewrite_limit_is_rewritten_with_one_length() -> None:
+    body = b"p" * REWRITE_LIMIT
+    core, _ = make_core([MockStream([response(200, body)])], rewrite_body=upper)
+    client = Client()
+    await call(core, http_scope("/up/docs"), client)
+    start = client.sent[0]
+    assert client.body == body.upper()
+    assert [v for k, v in start["headers"] if k == b"content-length"] == [str(REWRITE_LIMIT).encode()]
+
+
+async def test_access_log_without_a_client_address(caplog: pytest.LogCaptureFixture) -> None:
+    core, _ = make_core([MockStream([response()])], settings(access_log=True))
+    scope = http_scope()
+    del scope["client"]
+    with caplog.at_level(logging.INFO, "qkhyper.access"):
+        await call(core, scope, Client())
+    assert caplog.records[0].getMessage().startswith('- "GET /up/x" 200 -> /up up.test:9000 ')
