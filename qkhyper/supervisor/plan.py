@@ -11,11 +11,11 @@ import dataclasses
 import importlib.util
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..config.load import did_you_mean
-from ..config.model import Settings
+from ..config.model import EdgeLimits, Settings
 from ..errors import ConfigError, UsageError
 
 
@@ -41,6 +41,7 @@ class ChildSpec:
     # called with these options, and served without the user-app middlewares.
     options: dict[str, Any] | None = None
     debug: bool = False  # --debug: qkhyper's own debug lines from the worker too
+    limits: EdgeLimits = field(default_factory=EdgeLimits)  # header size/count/timeout, h2c: for every server
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -49,6 +50,7 @@ class ChildSpec:
     def from_json(cls, text: str) -> ChildSpec:
         data = json.loads(text)
         data["apps"] = [AppRef(**a) for a in data["apps"]]
+        data["limits"] = EdgeLimits(**data["limits"])
         return cls(**data)
 
 
@@ -159,6 +161,7 @@ def child_spec(settings: Settings, label: str, refs: list[AppRef], options: dict
         ready_timeout=qk.ready_timeout,
         docs_assets=qk.docs_assets,
         options=options,
+        limits=qk.edge_limits(),
     )
 
 
