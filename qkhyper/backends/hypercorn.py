@@ -9,9 +9,11 @@ import socket
 from collections.abc import Callable
 
 from hypercorn.config import Config
+from hypercorn.typing import Event as HypercornEvent
 from hypercorn.utils import LifespanFailureError
 
 from ..asgi.types import ASGIApp
+from ..config.model import EdgeLimits
 from . import resolve_worker_class
 from .base import ACCEPT_GRACE, ServerOptions
 
@@ -21,12 +23,16 @@ log = logging.getLogger("qkhyper.backend")
 def make_config(sock: socket.socket, options: ServerOptions) -> Config:
     config = Config.from_mapping(options.hypercorn)
     config.bind = [f"fd://{sock.fileno()}"]
+    # h11's limit on an incomplete head (it answers 431); EdgeH11Protocol also
+    # measures complete heads, and this one still holds should that patch not apply.
+    config.h11_max_incomplete_size = options.limits.max_header_size
     return config
 
 
 def serve(app: ASGIApp, sock: socket.socket, options: ServerOptions) -> bool:
     config = make_config(sock, options)
     worker_class = resolve_worker_class(options.worker_class)
+    _patch_safely(lambda: _edge_protocol(options.limits, worker_class), "header timeout and h2c switch")
     try:
         if worker_class == "trio":
             _serve_trio(app, config)
@@ -50,12 +56,45 @@ def _loop_factory(worker_class: str) -> Callable[[], asyncio.AbstractEventLoop] 
     return None
 
 
-def _patch_safely(patch: Callable[[], None]) -> None:
-    """Apply an ACCEPT_GRACE patch; a Hypercorn whose internals moved still serves, without it."""
+def _patch_safely(patch: Callable[[], None], what: str) -> None:
+    """Apply a patch of Hypercorn's internals; a Hypercorn whose internals moved still serves, without it.
+
+    tests/backends/test_internals.py fails, naming the version, when one no longer applies.
+    """
     try:
         patch()
     except (ImportError, AttributeError, TypeError) as exc:
-        log.warning("hypercorn internals changed (%s): draining without the accept grace", exc)
+        log.warning("hypercorn %s internals changed (%s): serving without the %s", _version(), exc, what)
+
+
+def _version() -> str:
+    from importlib.metadata import version
+
+    return version("hypercorn")
+
+
+def _edge_protocol(limits: EdgeLimits, worker_class: str) -> None:
+    """The header timeout, exact head size and h2c switch (see hypercorn_h11)."""
+    from .hypercorn_h11 import install
+
+    install(limits, _wait_trio if worker_class == "trio" else _wait_asyncio)
+
+
+async def _wait_asyncio(event: HypercornEvent, timeout: float) -> bool:
+    try:
+        await asyncio.wait_for(event.wait(), timeout)
+    except TimeoutError:
+        return True
+    return False
+
+
+async def _wait_trio(event: HypercornEvent, timeout: float) -> bool:
+    import trio
+
+    with trio.move_on_after(timeout):
+        await event.wait()
+        return False
+    return True
 
 
 def _graceful_asyncio_context() -> None:
@@ -84,7 +123,7 @@ def _graceful_asyncio_context() -> None:
 def _serve_asyncio(app: ASGIApp, config: Config, loop_factory: Callable[[], asyncio.AbstractEventLoop] | None) -> None:
     from hypercorn.asyncio import serve as hypercorn_serve
 
-    _patch_safely(_graceful_asyncio_context)
+    _patch_safely(_graceful_asyncio_context, "accept grace")
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -118,7 +157,7 @@ def _serve_trio(app: ASGIApp, config: Config) -> None:
     import trio
     from hypercorn.trio import serve as hypercorn_serve
 
-    _patch_safely(_graceful_trio_context)
+    _patch_safely(_graceful_trio_context, "accept grace")
 
     async def sigterm() -> None:
         with trio.open_signal_receiver(signal.SIGTERM) as signals:
