@@ -130,9 +130,10 @@ class HeadClock:
         self.handle: asyncio.TimerHandle | None = None
         self.saw_bytes = False
 
-    def start(self) -> None:
+    def start(self, saw_bytes: bool = False) -> None:
+        """`saw_bytes`: part of the next head had already arrived (pipelined behind the last request)."""
         self.stop()
-        self.saw_bytes = False
+        self.saw_bytes = saw_bytes
         self.handle = self.loop.call_later(self.timeout, self._fire)
 
     def stop(self) -> None:

@@ -31,11 +31,21 @@ from hypercorn.protocol.h11 import H11Protocol
 from hypercorn.typing import Event as HypercornEvent
 
 from ..config.model import EdgeLimits
+from .guards import require
 from .heads import REQUEST_TIMEOUT, LimitedConnection
 
 # Waits for an event with a deadline: True when the deadline passed first.
 # Given by the worker class (asyncio or trio), as Hypercorn itself has no such helper.
 Waiter = Callable[[HypercornEvent, float], Awaitable[bool]]
+
+
+# What EdgeH11Protocol overrides or calls, with the parameters it expects.
+OVERRIDES = {
+    "__init__": "self app config context task_group connection_state ssl client server send".split(),
+    "initiate": ["self"],
+    "handle": ["self", "event"],
+    "_check_protocol": ["self", "event"],
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,9 +88,14 @@ class EdgeH11Protocol(H11Protocol):
     async def _send(self, event: Event) -> None:
         # Updated(idle=True): a new cycle began, waiting for the next head;
         # Updated(idle=False): the head is complete.
-        if isinstance(event, Updated):
-            await (self._start_waiting() if event.idle else self._stop_waiting())
-        elif isinstance(event, Closed):
+        if isinstance(event, Updated) and event.idle:
+            await self.server_send(event)
+            await self._start_waiting()
+            if self.connection.trailing_data[0]:  # part of the next head came with the last request
+                self.head_started = True
+                await self.server_send(Updated(idle=False))
+            return
+        if isinstance(event, (Updated, Closed)):
             await self._stop_waiting()
         await self.server_send(event)
 
@@ -112,7 +127,12 @@ class EdgeH11Protocol(H11Protocol):
 
 
 def install(limits: EdgeLimits, wait: Waiter) -> None:
-    """Make Hypercorn build `EdgeH11Protocol`s with `limits` (in this worker process)."""
+    """Make Hypercorn build `EdgeH11Protocol`s with `limits` (in this worker process).
+
+    Raises:
+        TypeError: Hypercorn's H11Protocol no longer matches OVERRIDES.
+    """
+    require(H11Protocol, OVERRIDES)
 
     class Configured(EdgeH11Protocol):
         edge = Edge(limits, wait)

@@ -24,6 +24,7 @@ from ..asgi.types import ASGIApp
 from ..config.model import EdgeLimits
 from . import resolve_worker_class
 from .base import ACCEPT_GRACE, ServerOptions
+from .guards import require
 
 log = logging.getLogger("qkhyper.backend")
 
@@ -77,23 +78,30 @@ def http_protocol(limits: EdgeLimits) -> type[asyncio.Protocol] | str:
     warning (tests/backends/test_internals.py names what moved).
     """
     try:
-        base = _edge_protocol()
+        return with_limits(_edge_protocol(), limits)
     except (ImportError, AttributeError, TypeError) as exc:
         log.warning("uvicorn %s internals changed (%s): serving without the edge limits", version("uvicorn"), exc)
         return "auto"
+
+
+def with_limits(base: type[asyncio.Protocol], limits: EdgeLimits) -> type[asyncio.Protocol]:
+    """`base` (an edge protocol class) bound to `limits`: uvicorn builds protocols from a class alone."""
     return cast("type[asyncio.Protocol]", type(base.__name__, (base,), {"limits": limits}))
 
 
 def _edge_protocol() -> type[asyncio.Protocol]:
+    """As uvicorn's "auto": httptools where it imports, else h11 (uvicorn/protocols/http/auto.py)."""
     try:
         import httptools  # noqa: F401
     except ImportError:
-        from .uvicorn_h11 import EdgeH11Protocol
+        from . import uvicorn_h11
 
-        return EdgeH11Protocol
-    from .uvicorn_httptools import EdgeHttpToolsProtocol
+        require(uvicorn_h11.EdgeH11Protocol.__bases__[0], uvicorn_h11.OVERRIDES)
+        return uvicorn_h11.EdgeH11Protocol
+    from . import uvicorn_httptools
 
-    return EdgeHttpToolsProtocol
+    require(uvicorn_httptools.EdgeHttpToolsProtocol.__bases__[0], uvicorn_httptools.OVERRIDES)
+    return uvicorn_httptools.EdgeHttpToolsProtocol
 
 
 def serve(app: ASGIApp, sock: socket.socket, options: ServerOptions) -> bool:

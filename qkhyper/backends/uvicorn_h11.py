@@ -16,6 +16,17 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from ..config.model import EdgeLimits
 from .heads import REQUEST_TIMEOUT, HeadClock, LimitedConnection, status_response
 
+# What EdgeH11Protocol overrides or calls, with the parameters it expects.
+OVERRIDES = {
+    "__init__": ["self", "config", "server_state", "app_state", "_loop"],
+    "connection_made": ["self", "transport"],
+    "connection_lost": ["self", "exc"],
+    "data_received": ["self", "data"],
+    "handle_events": ["self"],
+    "send_400_response": ["self", "msg"],
+    "timeout_keep_alive_handler": ["self"],
+}
+
 
 class EdgeH11Protocol(H11Protocol):
     limits: ClassVar[EdgeLimits]  # set by `with_limits`
@@ -33,7 +44,7 @@ class EdgeH11Protocol(H11Protocol):
         super().connection_made(transport)
         # uvicorn starts its keep-alive clock only after a first response; Hypercorn at accept.
         self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive, self.timeout_keep_alive_handler)
-        self._wait_for_head()
+        self.head_clock.start()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.head_clock.stop()
@@ -52,7 +63,7 @@ class EdgeH11Protocol(H11Protocol):
 
     def _wait_for_head(self) -> None:
         if not self.transport.is_closing():
-            self.head_clock.start()
+            self.head_clock.start(saw_bytes=bool(self.limited.trailing_data[0]))
 
     def _head_complete(self) -> None:
         self.head_clock.stop()

@@ -21,6 +21,20 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from ..config.model import EdgeLimits
 from .heads import REQUEST_TIMEOUT, HeadClock, host_refusal, status_response
 
+# What EdgeHttpToolsProtocol overrides or calls, with the parameters it expects.
+OVERRIDES = {
+    "__init__": ["self", "config", "server_state", "app_state", "_loop"],
+    "connection_made": ["self", "transport"],
+    "connection_lost": ["self", "exc"],
+    "data_received": ["self", "data"],
+    "on_message_begin": ["self"],
+    "on_headers_complete": ["self"],
+    "on_message_complete": ["self"],
+    "on_response_complete": ["self"],
+    "send_400_response": ["self", "msg"],
+    "timeout_keep_alive_handler": ["self"],
+}
+
 
 class Refused(Exception):
     """Raised in a parser callback; httptools re-raises it as a parser error, and uvicorn answers it."""
@@ -33,6 +47,7 @@ class EdgeHttpToolsProtocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self.head_bytes: int | None = 0  # bytes of the head being read; None while a body is
         self.heads = 0  # heads completed on this connection
+        self.head_begun = False  # a byte of the next request was parsed
         self.refusal: tuple[int, str] | None = None  # what send_400_response should say instead
         self.head_clock = HeadClock(self.loop, self.limits.header_timeout, self._head_timed_out)
 
@@ -64,6 +79,10 @@ class EdgeHttpToolsProtocol(HttpToolsProtocol):
             self.head_bytes += len(data)
         super().data_received(data)
 
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self.head_begun = True
+
     def on_headers_complete(self) -> None:
         self.heads += 1
         self.head_bytes = None
@@ -83,6 +102,7 @@ class EdgeHttpToolsProtocol(HttpToolsProtocol):
     def on_message_complete(self) -> None:
         super().on_message_complete()
         self.head_bytes = 0
+        self.head_begun = False
         self._wait_for_head()
 
     def on_response_complete(self) -> None:
@@ -99,7 +119,7 @@ class EdgeHttpToolsProtocol(HttpToolsProtocol):
         """Start the header clock once the request was read and answered, with no next head parsed yet."""
         idle = self.cycle is None or self.cycle.response_complete
         if idle and self.head_bytes is not None and not self.transport.is_closing():
-            self.head_clock.start()
+            self.head_clock.start(saw_bytes=self.head_begun)
 
     def _refuse(self, status: int, detail: str) -> None:
         self.refusal = None
