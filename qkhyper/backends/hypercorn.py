@@ -6,16 +6,20 @@ import asyncio
 import logging
 import signal
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from hypercorn.config import Config
-from hypercorn.typing import Event as HypercornEvent
+from hypercorn.typing import TaskGroup
 from hypercorn.utils import LifespanFailureError
 
 from ..asgi.types import ASGIApp
 from ..config.model import EdgeLimits
 from . import resolve_worker_class
 from .base import ACCEPT_GRACE, ServerOptions
+
+if TYPE_CHECKING:
+    from trio import CancelScope
 
 log = logging.getLogger("qkhyper.backend")
 
@@ -77,24 +81,51 @@ def _edge_protocol(limits: EdgeLimits, worker_class: str) -> None:
     """The header timeout, exact head size and h2c switch (see hypercorn_h11)."""
     from .hypercorn_h11 import install
 
-    install(limits, _wait_trio if worker_class == "trio" else _wait_asyncio)
+    install(limits, TrioAlarm if worker_class == "trio" else AsyncioAlarm)
 
 
-async def _wait_asyncio(event: HypercornEvent, timeout: float) -> bool:
-    try:
-        await asyncio.wait_for(event.wait(), timeout)
-    except TimeoutError:
-        return True
-    return False
+class AsyncioAlarm:
+    """A connection's header deadline on asyncio: a timer handle; a task only once it rings."""
+
+    def __init__(self, task_group: TaskGroup) -> None:
+        self.task_group = task_group
+        self.handle: asyncio.TimerHandle | None = None
+
+    def set(self, timeout: float, ring: Callable[[], Awaitable[None]]) -> None:
+        self.cancel()
+        self.handle = asyncio.get_running_loop().call_later(timeout, self.task_group.spawn, ring)
+
+    def cancel(self) -> None:
+        if self.handle is not None:
+            self.handle.cancel()
+            self.handle = None
 
 
-async def _wait_trio(event: HypercornEvent, timeout: float) -> bool:
-    import trio
+class TrioAlarm:
+    """The same under trio, which has no timer callbacks: a task in the connection's nursery."""
 
-    with trio.move_on_after(timeout):
-        await event.wait()
-        return False
-    return True
+    def __init__(self, task_group: TaskGroup) -> None:
+        self.task_group = task_group
+        self.scope: CancelScope | None = None
+
+    def set(self, timeout: float, ring: Callable[[], Awaitable[None]]) -> None:
+        import trio
+
+        self.cancel()
+        scope = self.scope = trio.CancelScope()
+
+        async def sleep_then_ring() -> None:
+            with scope:
+                await trio.sleep(timeout)
+            if not scope.cancel_called:
+                await ring()
+
+        self.task_group.spawn(sleep_then_ring)
+
+    def cancel(self) -> None:
+        if self.scope is not None:
+            self.scope.cancel()
+            self.scope = None
 
 
 def _graceful_asyncio_context() -> None:

@@ -9,35 +9,47 @@ worker process only (a worker serves one config). What the subclass changes:
   uvicorn's keep-alive clock stops at the first byte instead, so the two
   servers gave a slow head different deadlines. Here, as in qkhyper's uvicorn
   protocols, `keep_alive_timeout` stops at a request's first byte and
-  `header_timeout` runs from "waiting" until the head is complete (408 and
-  close if part of a head had arrived, a plain close if nothing had).
-- **Head size.** `LimitedConnection` also measures complete heads (h11 alone
-  checks only incomplete ones).
+  `header_timeout` runs from "waiting" (accepted, or a keep-alive cycle
+  begun) until the head is complete: 408 and close if part of a head had
+  arrived, a plain close if nothing had. The deadline is an `Alarm` (a timer
+  handle on asyncio), not a task per request.
+- **Head size and CL+TE.** `LimitedConnection` measures complete heads too
+  (h11 alone checks only incomplete ones) and refuses Content-Length with
+  Transfer-Encoding before any app runs.
 - **h2c.** `Upgrade: h2c` is served as HTTP/1.1 unless `h2c` is enabled:
   Hypercorn answers it with 101 and hands the connection's HTTP/2 streams to
-  the app, past any path rule of a proxy in front.
+  the app, past any path rule of a proxy in front. (Prior-knowledge HTTP/2,
+  `PRI * HTTP/2.0`, stays as Hypercorn has it: an HTTP/1.1 proxy never
+  forwards that preface.)
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import h11
 import hypercorn.protocol
 from hypercorn.events import Closed, Event, RawData, Updated
 from hypercorn.protocol.h11 import H11Protocol
-from hypercorn.typing import Event as HypercornEvent
+from hypercorn.typing import TaskGroup
 
 from ..config.model import EdgeLimits
 from .guards import require
 from .heads import REQUEST_TIMEOUT, LimitedConnection
 
-# Waits for an event with a deadline: True when the deadline passed first.
-# Given by the worker class (asyncio or trio), as Hypercorn itself has no such helper.
-Waiter = Callable[[HypercornEvent, float], Awaitable[bool]]
 
+class Alarm(Protocol):
+    """A connection's one deadline: `set` (re)arms it to run `ring` after `timeout` seconds."""
+
+    def set(self, timeout: float, ring: Callable[[], Awaitable[None]]) -> None: ...
+
+    def cancel(self) -> None: ...
+
+
+# Makes a connection's alarm in its task group; given by the worker class (asyncio or trio).
+AlarmFactory = Callable[[TaskGroup], Alarm]
 
 # What EdgeH11Protocol overrides or calls, with the parameters it expects.
 OVERRIDES = {
@@ -45,17 +57,20 @@ OVERRIDES = {
     "initiate": ["self"],
     "handle": ["self", "event"],
     "_check_protocol": ["self", "event"],
+    "_maybe_recycle": ["self"],
 }
 
 
 @dataclass(frozen=True, slots=True)
 class Edge:
     limits: EdgeLimits
-    wait: Waiter
+    alarm: AlarmFactory
 
 
 def asks_h2c(request: h11.Request) -> bool:
-    return any(name == b"upgrade" and value.strip().lower() == b"h2c" for name, value in request.headers)
+    return any(
+        name.lower() == b"upgrade" and value.strip().lower() == b"h2c" for name, value in request.headers.raw_items()
+    )
 
 
 class EdgeH11Protocol(H11Protocol):
@@ -65,68 +80,64 @@ class EdgeH11Protocol(H11Protocol):
         super().__init__(*args, **kwargs)
         self.limits = self.edge.limits
         self.connection = LimitedConnection(self.limits.max_header_size)
-        self.server_send = self.send  # the TCP server's; ours sees what the protocol tells it
-        self.send = self._send
-        self.head_timer = self.context.single_task_class()
+        self.alarm = self.edge.alarm(self.task_group)
         self.waiting = False  # for a request head, with the header timeout running
         self.head_started = False  # a byte of that head arrived
+        self.closed = False
 
     async def initiate(self) -> None:
         await super().initiate()
-        await self._start_waiting()
+        self._start_waiting(head_started=False)
 
     async def handle(self, event: Event) -> None:
-        if isinstance(event, RawData) and event.data and self.waiting and not self.head_started:
+        if type(event) is Closed:  # exact types: Event is an ABC, and isinstance on it is slow
+            await super().handle(event)
+            self.closed = True
+            self._stop_waiting()
+            return
+        if type(event) is RawData and event.data and self.waiting and not self.head_started:
             self.head_started = True
-            # The keep-alive clock stops at a request's first byte, as uvicorn's does;
-            # from here the header timeout alone bounds the head.
-            await self.server_send(Updated(idle=False))
-        elif isinstance(event, Closed):
-            await self._stop_waiting()
+            # The keep-alive clock (the TCP server's idle task) stops at a request's first
+            # byte, as uvicorn's does; from here the header timeout alone bounds the head.
+            await self.send(Updated(idle=False))
         await super().handle(event)
 
-    async def _send(self, event: Event) -> None:
-        # Updated(idle=True): a new cycle began, waiting for the next head;
-        # Updated(idle=False): the head is complete.
-        if isinstance(event, Updated) and event.idle:
-            await self.server_send(event)
-            await self._start_waiting()
-            if self.connection.trailing_data[0]:  # part of the next head came with the last request
-                self.head_started = True
-                await self.server_send(Updated(idle=False))
-            return
-        if isinstance(event, (Updated, Closed)):
-            await self._stop_waiting()
-        await self.server_send(event)
-
     async def _check_protocol(self, event: h11.Request) -> None:
-        if not self.limits.h2c and asks_h2c(event):
-            return  # served as HTTP/1.1; a gateway drops Upgrade as hop-by-hop
-        await super()._check_protocol(event)
+        self._stop_waiting()  # called for every complete head, before anything else
+        # h2c off: skip Hypercorn's check, which does nothing else but prior-knowledge HTTP/2.
+        if self.limits.h2c or (event.method == b"PRI" and not asks_h2c(event)):
+            await super()._check_protocol(event)
 
-    async def _start_waiting(self) -> None:
-        self.waiting = True
-        self.head_started = False
-        await self.head_timer.restart(self.task_group, self._head_deadline)
+    async def _maybe_recycle(self) -> None:
+        # Armed before Hypercorn starts the next cycle, which may parse a pipelined head at once.
+        self._start_waiting(head_started=bool(self.connection.trailing_data[0]))
+        await super()._maybe_recycle()
+        if self.connection.our_state is not h11.IDLE:  # closed, or a pipelined request began
+            self._stop_waiting()
+        elif self.waiting and self.head_started:  # part of the next head came with the last request
+            await self.send(Updated(idle=False))
 
-    async def _stop_waiting(self) -> None:
+    def _start_waiting(self, head_started: bool) -> None:
+        if not self.closed:
+            self.waiting = True
+            self.head_started = head_started
+            self.alarm.set(self.limits.header_timeout, self._head_timed_out)
+
+    def _stop_waiting(self) -> None:
         if self.waiting:
             self.waiting = False
-            await self.head_timer.stop()
+            self.alarm.cancel()
 
-    async def _head_deadline(self) -> None:
-        timed_out = await self.edge.wait(self.context.terminated, self.limits.header_timeout)
-        # A shutdown closes idle connections through Hypercorn's keep-alive task;
-        # a connection in the middle of a head has none left, so it is closed here.
-        if not self.waiting or not (timed_out or self.head_started):
+    async def _head_timed_out(self) -> None:
+        if not self.waiting or self.closed:
             return
-        self.waiting = False  # before Closed comes back through handle(): no self-cancel
-        if timed_out and self.head_started:
-            await self.server_send(RawData(REQUEST_TIMEOUT))
-        await self.server_send(Closed())
+        self.waiting = False
+        if self.head_started:
+            await self.send(RawData(REQUEST_TIMEOUT))
+        await self.send(Closed())
 
 
-def install(limits: EdgeLimits, wait: Waiter) -> None:
+def install(limits: EdgeLimits, alarm: AlarmFactory) -> None:
     """Make Hypercorn build `EdgeH11Protocol`s with `limits` (in this worker process).
 
     Raises:
@@ -135,6 +146,6 @@ def install(limits: EdgeLimits, wait: Waiter) -> None:
     require(H11Protocol, OVERRIDES)
 
     class Configured(EdgeH11Protocol):
-        edge = Edge(limits, wait)
+        edge = Edge(limits, alarm)
 
     hypercorn.protocol.H11Protocol = Configured  # type: ignore[attr-defined]

@@ -44,7 +44,7 @@ class EdgeH11Protocol(H11Protocol):
         super().connection_made(transport)
         # uvicorn starts its keep-alive clock only after a first response; Hypercorn at accept.
         self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive, self.timeout_keep_alive_handler)
-        self.head_clock.start()
+        self.head_clock.start(covered=self.timeout_keep_alive)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.head_clock.stop()
@@ -53,6 +53,7 @@ class EdgeH11Protocol(H11Protocol):
     def data_received(self, data: bytes) -> None:
         self.head_clock.data()
         super().data_received(data)
+        self.head_clock.after_data()
 
     def send_400_response(self, msg: str) -> None:
         if self.limited.refused is None:
@@ -63,7 +64,8 @@ class EdgeH11Protocol(H11Protocol):
 
     def _wait_for_head(self) -> None:
         if not self.transport.is_closing():
-            self.head_clock.start(saw_bytes=bool(self.limited.trailing_data[0]))
+            covered = self.timeout_keep_alive if self.timeout_keep_alive_task is not None else None
+            self.head_clock.start(covered=covered, saw_bytes=bool(self.limited.trailing_data[0]))
 
     def _head_complete(self) -> None:
         self.head_clock.stop()

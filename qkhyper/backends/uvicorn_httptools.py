@@ -55,7 +55,7 @@ class EdgeHttpToolsProtocol(HttpToolsProtocol):
         super().connection_made(transport)
         # uvicorn starts its keep-alive clock only after a first response; Hypercorn at accept.
         self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive, self.timeout_keep_alive_handler)
-        self.head_clock.start()
+        self.head_clock.start(covered=self.timeout_keep_alive)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.head_clock.stop()
@@ -78,6 +78,7 @@ class EdgeHttpToolsProtocol(HttpToolsProtocol):
         if self.head_bytes is not None:
             self.head_bytes += len(data)
         super().data_received(data)
+        self.head_clock.after_data()
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -106,8 +107,8 @@ class EdgeHttpToolsProtocol(HttpToolsProtocol):
         self._wait_for_head()
 
     def on_response_complete(self) -> None:
+        super().on_response_complete()  # arms uvicorn's keep-alive timer, or starts a pipelined request
         self._wait_for_head()
-        super().on_response_complete()
 
     def send_400_response(self, msg: str) -> None:
         if self.refusal is None:
@@ -119,7 +120,8 @@ class EdgeHttpToolsProtocol(HttpToolsProtocol):
         """Start the header clock once the request was read and answered, with no next head parsed yet."""
         idle = self.cycle is None or self.cycle.response_complete
         if idle and self.head_bytes is not None and not self.transport.is_closing():
-            self.head_clock.start(saw_bytes=self.head_begun)
+            covered = self.timeout_keep_alive if self.timeout_keep_alive_task is not None else None
+            self.head_clock.start(covered=covered, saw_bytes=self.head_begun)
 
     def _refuse(self, status: int, detail: str) -> None:
         self.refusal = None

@@ -24,7 +24,7 @@ from hypercorn.protocol.h11 import H2CProtocolRequiredError
 from hypercorn.typing import ConnectionState
 from uvicorn.server import ServerState
 
-from qkhyper.backends.hypercorn import _wait_asyncio
+from qkhyper.backends.hypercorn import AsyncioAlarm
 from qkhyper.backends.hypercorn_h11 import Edge, EdgeH11Protocol
 from qkhyper.backends.uvicorn import with_limits
 from qkhyper.config.model import EdgeLimits
@@ -110,7 +110,7 @@ async def hypercorn_exchange(limits: EdgeLimits, *chunks: bytes, record: list[Ev
     """
 
     class Configured(EdgeH11Protocol):
-        edge = Edge(limits, _wait_asyncio)
+        edge = Edge(limits, AsyncioAlarm)
 
     config = Config()
     config.h11_max_incomplete_size = limits.max_header_size

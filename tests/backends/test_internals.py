@@ -30,7 +30,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from qkhyper.backends import hypercorn_h11, uvicorn_h11, uvicorn_httptools
 from qkhyper.backends.guards import Overrides, mismatches
-from qkhyper.backends.hypercorn import _wait_asyncio
+from qkhyper.backends.hypercorn import AsyncioAlarm
 from qkhyper.backends.hypercorn_h11 import EdgeH11Protocol, install
 from qkhyper.backends.uvicorn import _Server, http_protocol
 from qkhyper.backends.uvicorn_h11 import EdgeH11Protocol as EdgeUvicornH11
@@ -88,7 +88,7 @@ def test_hypercorn_asyncio_event_wrapper_keeps_its_event() -> None:
 
 def test_hypercorn_builds_its_http11_protocol_from_the_module_global(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(hypercorn.protocol, "H11Protocol", hypercorn.protocol.H11Protocol)  # undone after the test
-    install(EdgeLimits(), _wait_asyncio)
+    install(EdgeLimits(), AsyncioAlarm)
 
     async def build() -> Any:
         from hypercorn.asyncio.task_group import TaskGroup
