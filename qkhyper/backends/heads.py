@@ -15,6 +15,18 @@ from http import HTTPStatus
 
 import h11
 
+from .guards import require
+
+# What LimitedConnection and head_refusal use of h11, with the parameters they expect.
+CONNECTION_USES = {"next_event": ["self"], "start_next_cycle": ["self"]}
+HEADERS_USES = {"raw_items": ["self"]}
+
+
+def require_h11() -> None:
+    """Raise TypeError if h11 moved what this module relies on (see guards)."""
+    require(h11.Connection, CONNECTION_USES)
+    require(type(h11.Request(method="GET", target="/", headers=[("Host", "a")]).headers), HEADERS_USES)
+
 
 def status_response(status: int, detail: str, headers: Iterable[tuple[bytes, bytes]] = ()) -> bytes:
     """A complete response that ends the connection, for answers given before any app runs."""

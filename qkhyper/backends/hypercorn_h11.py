@@ -37,7 +37,7 @@ from hypercorn.typing import TaskGroup
 
 from ..config.model import EdgeLimits
 from .guards import require
-from .heads import REQUEST_TIMEOUT, LimitedConnection
+from .heads import REQUEST_TIMEOUT, LimitedConnection, require_h11
 
 
 class Alarm(Protocol):
@@ -141,9 +141,10 @@ def install(limits: EdgeLimits, alarm: AlarmFactory) -> None:
     """Make Hypercorn build `EdgeH11Protocol`s with `limits` (in this worker process).
 
     Raises:
-        TypeError: Hypercorn's H11Protocol no longer matches OVERRIDES.
+        TypeError: Hypercorn's H11Protocol no longer matches OVERRIDES, or h11 moved.
     """
     require(H11Protocol, OVERRIDES)
+    require_h11()
 
     class Configured(EdgeH11Protocol):
         edge = Edge(limits, alarm)

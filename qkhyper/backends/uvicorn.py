@@ -95,8 +95,10 @@ def _edge_protocol() -> type[asyncio.Protocol]:
         import httptools  # noqa: F401
     except ImportError:
         from . import uvicorn_h11
+        from .heads import require_h11
 
         require(uvicorn_h11.EdgeH11Protocol.__bases__[0], uvicorn_h11.OVERRIDES)
+        require_h11()
         return uvicorn_h11.EdgeH11Protocol
     from . import uvicorn_httptools
 

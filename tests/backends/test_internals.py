@@ -10,6 +10,7 @@ httptools or h11 (README: "Upgrading dependencies").
 from __future__ import annotations
 
 import asyncio
+import importlib
 import inspect
 from collections.abc import Callable
 from importlib.metadata import version
@@ -23,12 +24,12 @@ import pytest
 import uvicorn
 from hypercorn.config import Config
 from hypercorn.events import Closed, Event, RawData, Updated
-from hypercorn.protocol.h11 import H2CProtocolRequiredError, H11Protocol
+from hypercorn.protocol.h11 import H2CProtocolRequiredError, H2ProtocolAssumedError, H11Protocol
 from uvicorn.protocols.http.auto import AutoHTTPProtocol
 from uvicorn.protocols.http.h11_impl import H11Protocol as UvicornH11
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from qkhyper.backends import hypercorn_h11, uvicorn_h11, uvicorn_httptools
+from qkhyper.backends import heads, hypercorn_h11, uvicorn_h11, uvicorn_httptools
 from qkhyper.backends.guards import Overrides, mismatches
 from qkhyper.backends.hypercorn import AsyncioAlarm
 from qkhyper.backends.hypercorn_h11 import EdgeH11Protocol, install
@@ -138,30 +139,55 @@ def test_hypercorn_signals_a_head_by_updated_events() -> None:
     assert isinstance(events[-1], Closed), moved("hypercorn", "the header clock did not close an idle connection")
 
 
-def test_hypercorn_h2c_is_decided_in_check_protocol() -> None:
-    """Without qkhyper's override, Hypercorn's _check_protocol switches to h2c: the override is still needed."""
+def check_protocol(request: bytes) -> tuple[list[bytes], BaseException | None]:
+    """Run Hypercorn's own H11Protocol._check_protocol on a parsed head: what it sent, what it raised."""
 
-    async def upgrade() -> None:
+    async def check() -> tuple[list[bytes], BaseException | None]:
         sent: list[bytes] = []
 
         async def send(event: Event) -> None:
             if isinstance(event, RawData):
                 sent.append(event.data)
 
-        request = h11.Request(method="GET", target="/", headers=[("Host", "a"), ("Upgrade", "h2c")])
         protocol = H11Protocol.__new__(H11Protocol)
         protocol.connection = h11.Connection(h11.SERVER)
-        protocol.connection.receive_data(b"GET / HTTP/1.1\r\nHost: a\r\nUpgrade: h2c\r\n\r\n")
-        protocol.connection.next_event()
+        protocol.connection.receive_data(request)
+        event = protocol.connection.next_event()
+        assert isinstance(event, h11.Request)
         protocol.config, protocol.send = Config(), send
-        with pytest.raises(H2CProtocolRequiredError):
-            await protocol._check_protocol(request)
-        assert sent and sent[0].startswith(b"HTTP/1.1 101 ")
+        try:
+            await protocol._check_protocol(event)
+        except Exception as exc:
+            return sent, exc
+        return sent, None
 
-    try:
-        asyncio.run(upgrade())
-    except (AssertionError, pytest.fail.Exception) as exc:
-        raise AssertionError(moved("hypercorn", f"_check_protocol no longer answers h2c as before ({exc})")) from None
+    return asyncio.run(check())
+
+
+def test_hypercorn_check_protocol_decides_only_h2c_and_prior_knowledge() -> None:
+    """qkhyper skips Hypercorn's _check_protocol unless h2c is on or the method is PRI: that must lose nothing."""
+    sent, raised = check_protocol(b"GET / HTTP/1.1\r\nHost: a\r\nUpgrade: h2c\r\n\r\n")
+    assert isinstance(raised, H2CProtocolRequiredError) and sent[0].startswith(b"HTTP/1.1 101 "), moved(
+        "hypercorn", "_check_protocol no longer answers Upgrade: h2c with 101"
+    )
+    assert isinstance(check_protocol(b"PRI * HTTP/2.0\r\n\r\n")[1], H2ProtocolAssumedError), moved(
+        "hypercorn", "_check_protocol no longer switches on the HTTP/2 preface"
+    )
+    for ordinary in [b"GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n"]:
+        assert check_protocol(ordinary) == ([], None), moved("hypercorn", "_check_protocol acts on other requests")
+
+
+@pytest.mark.parametrize("module", ["asyncio", "trio"])
+def test_hypercorn_task_groups_spawn(module: str) -> None:
+    """The alarms (backends/hypercorn.py) start their ring with TaskGroup.spawn(func)."""
+    group = importlib.import_module(f"hypercorn.{module}.task_group").TaskGroup
+    expect_params("hypercorn", group, "spawn", ["self", "func", "args"])
+
+
+def test_h11_headers_raw_items() -> None:
+    request = h11.Request(method="GET", target="/", headers=[("Host", "a"), ("X-A", "1")])
+    expect_overrides("h11", type(request.headers), heads.HEADERS_USES)
+    assert request.headers.raw_items() == [(b"Host", b"a"), (b"X-A", b"1")], moved("h11", "Headers.raw_items()")
 
 
 # uvicorn: _Server (backends/uvicorn.py)
@@ -227,8 +253,7 @@ def test_uvicorn_protocols_still_call_every_override(edge: type[asyncio.Protocol
 
 
 def test_h11_connection_methods_qkhyper_overrides() -> None:
-    expect_params("h11", h11.Connection, "next_event", ["self"])
-    expect_params("h11", h11.Connection, "start_next_cycle", ["self"])
+    expect_overrides("h11", h11.Connection, heads.CONNECTION_USES)
     error = h11.RemoteProtocolError("x", error_status_hint=431)
     assert error.error_status_hint == 431, moved("h11", "RemoteProtocolError(error_status_hint=...)")
 
