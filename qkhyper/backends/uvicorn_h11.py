@@ -3,7 +3,10 @@
 h11 already refuses a duplicate or missing Host, and keeps an absolute-form
 target in `raw_path`; what this subclass adds is the header timeout, the
 keep-alive clock from the moment a connection is accepted (as Hypercorn's),
-the exact head size and a 431 where uvicorn would answer any refusal with 400.
+the exact head size, the refusal of Content-Length with Transfer-Encoding
+before the app runs (`LimitedConnection`), and the status of such refusals
+(431, or 400 with the reason) where uvicorn would answer every one with a
+plain 400.
 """
 
 from __future__ import annotations
