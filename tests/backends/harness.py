@@ -159,10 +159,11 @@ def head_of_size(size: int, path: bytes = b"/echo") -> bytes:
     return start + b"X-Fill: " + b"f" * filler + b"\r\n\r\n"
 
 
-def with_headers(count: int, path: bytes = b"/echo") -> bytes:
-    """A GET (Connection: close) with exactly `count` header lines."""
-    extra = b"".join(b"X-H%d: %d\r\n" % (i, i) for i in range(count - 2))
-    return b"GET " + path + b" HTTP/1.1\r\nHost: a\r\nConnection: close\r\n" + extra + b"\r\n"
+def with_headers(count: int, path: bytes = b"/echo", *, close: bool = True) -> bytes:
+    """A GET with exactly `count` header lines (`close`: one of them is `Connection: close`)."""
+    lines = [b"Host: a", b"Connection: close" if close else b"Accept: */*"]
+    lines += [b"X-H%d: %d" % (i, i) for i in range(count - 2)]
+    return b"GET " + path + b" HTTP/1.1\r\n" + b"".join(line + b"\r\n" for line in lines) + b"\r\n"
 
 
 SMUGGLED = b"GET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n"
