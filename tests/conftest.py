@@ -22,6 +22,22 @@ import httpx
 import pytest
 
 TESTS = Path(__file__).parent
+DEADLINE = 15.0  # seconds any raw-socket wait may take
+
+
+# The servers a worker may run: "uvicorn-h11" is uvicorn with httptools hidden
+# (tests/backends/no_httptools first on PYTHONPATH), so it takes its h11 protocol.
+BACKENDS = ["hypercorn", "uvicorn", "uvicorn-h11"]
+
+
+def backend_env(backend: str) -> tuple[list[str], dict[str, str]]:
+    """The command-line flags and extra environment that run `backend` (one of BACKENDS, or "hypercorn-trio")."""
+    if backend == "hypercorn-trio":
+        return ["--backend", "hypercorn", "--worker-class", "trio"], {}
+    if backend != "uvicorn-h11":
+        return ["--backend", backend], {}
+    paths = [str(TESTS / "backends" / "no_httptools"), *filter(None, [os.environ.get("PYTHONPATH")])]
+    return ["--backend", "uvicorn"], {"PYTHONPATH": os.pathsep.join(paths)}
 
 
 def free_port() -> int:
@@ -159,6 +175,35 @@ def run_cli(
         timeout=timeout,
         stdin=subprocess.DEVNULL,
     )
+
+
+def connect(port: int) -> socket.socket:
+    """A raw connection to a local server, for bytes an HTTP client would not send."""
+    return socket.create_connection(("127.0.0.1", port), timeout=DEADLINE)
+
+
+def read_to_close(sock: socket.socket, deadline: float = DEADLINE) -> bytes:
+    """All the server sends until it closes the connection; fails if it is still open at the deadline."""
+    end = time.monotonic() + deadline
+    chunks: list[bytes] = []
+    while True:
+        sock.settimeout(max(end - time.monotonic(), 0.001))
+        try:
+            chunk = sock.recv(65536)
+        except TimeoutError:
+            raise AssertionError(f"still open after {deadline} s; received {b''.join(chunks)[:300]!r}") from None
+        except ConnectionResetError:
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def exchange(port: int, data: bytes) -> bytes:
+    with connect(port) as sock:
+        sock.sendall(data)
+        return read_to_close(sock)
 
 
 def get(url: str, **kwargs: object) -> httpx.Response:

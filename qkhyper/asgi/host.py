@@ -79,8 +79,10 @@ class HostApp:
                     await mount.lifespan.startup(task_group)
                     started.append(mount)
             except AppStartupError as exc:
-                self.on_failed(str(exc))
+                # Shut the started apps down before telling the supervisor, which stops
+                # this worker as soon as it hears of the failure.
                 await self._shutdown(started)
+                self.on_failed(str(exc))
                 task_group.cancel_scope.cancel()
                 await send({"type": "lifespan.startup.failed", "message": str(exc)})
                 return

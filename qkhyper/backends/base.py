@@ -7,10 +7,11 @@ worker: a child only imports the server it runs.
 from __future__ import annotations
 
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..asgi.types import ASGIApp
+from ..config.model import EdgeLimits
 
 # On a graceful stop, connections a worker accepted just before it stopped accepting
 # have not sent their request yet. Both servers close such "idle" connections at
@@ -23,6 +24,7 @@ ACCEPT_GRACE = 0.5
 class ServerOptions:
     worker_class: str
     hypercorn: dict[str, Any]  # validated top-level keys of hypercorn.toml
+    limits: EdgeLimits = field(default_factory=EdgeLimits)
 
     @property
     def graceful_timeout(self) -> float:

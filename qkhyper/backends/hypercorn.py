@@ -6,14 +6,20 @@ import asyncio
 import logging
 import signal
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from hypercorn.config import Config
+from hypercorn.typing import TaskGroup
 from hypercorn.utils import LifespanFailureError
 
 from ..asgi.types import ASGIApp
+from ..config.model import EdgeLimits
 from . import resolve_worker_class
 from .base import ACCEPT_GRACE, ServerOptions
+
+if TYPE_CHECKING:
+    from trio import CancelScope
 
 log = logging.getLogger("qkhyper.backend")
 
@@ -21,12 +27,16 @@ log = logging.getLogger("qkhyper.backend")
 def make_config(sock: socket.socket, options: ServerOptions) -> Config:
     config = Config.from_mapping(options.hypercorn)
     config.bind = [f"fd://{sock.fileno()}"]
+    # h11's limit on an incomplete head (it answers 431); EdgeH11Protocol also
+    # measures complete heads, and this one still holds should that patch not apply.
+    config.h11_max_incomplete_size = options.limits.max_header_size
     return config
 
 
 def serve(app: ASGIApp, sock: socket.socket, options: ServerOptions) -> bool:
     config = make_config(sock, options)
     worker_class = resolve_worker_class(options.worker_class)
+    _patch_safely(lambda: _edge_protocol(options.limits, worker_class), "header timeout and h2c switch")
     try:
         if worker_class == "trio":
             _serve_trio(app, config)
@@ -50,12 +60,72 @@ def _loop_factory(worker_class: str) -> Callable[[], asyncio.AbstractEventLoop] 
     return None
 
 
-def _patch_safely(patch: Callable[[], None]) -> None:
-    """Apply an ACCEPT_GRACE patch; a Hypercorn whose internals moved still serves, without it."""
+def _patch_safely(patch: Callable[[], None], what: str) -> None:
+    """Apply a patch of Hypercorn's internals; a Hypercorn whose internals moved still serves, without it.
+
+    tests/backends/test_internals.py fails, naming the version, when one no longer applies.
+    """
     try:
         patch()
     except (ImportError, AttributeError, TypeError) as exc:
-        log.warning("hypercorn internals changed (%s): draining without the accept grace", exc)
+        log.warning("hypercorn %s internals changed (%s): serving without the %s", _version(), exc, what)
+
+
+def _version() -> str:
+    from importlib.metadata import version
+
+    return version("hypercorn")
+
+
+def _edge_protocol(limits: EdgeLimits, worker_class: str) -> None:
+    """The header timeout, exact head size and h2c switch (see hypercorn_h11)."""
+    from .hypercorn_h11 import install
+
+    install(limits, TrioAlarm if worker_class == "trio" else AsyncioAlarm)
+
+
+class AsyncioAlarm:
+    """A connection's header deadline on asyncio: a timer handle; a task only once it rings."""
+
+    def __init__(self, task_group: TaskGroup) -> None:
+        self.task_group = task_group
+        self.handle: asyncio.TimerHandle | None = None
+
+    def set(self, timeout: float, ring: Callable[[], Awaitable[None]]) -> None:
+        self.cancel()
+        self.handle = asyncio.get_running_loop().call_later(timeout, self.task_group.spawn, ring)
+
+    def cancel(self) -> None:
+        if self.handle is not None:
+            self.handle.cancel()
+            self.handle = None
+
+
+class TrioAlarm:
+    """The same under trio, which has no timer callbacks: a task in the connection's nursery."""
+
+    def __init__(self, task_group: TaskGroup) -> None:
+        self.task_group = task_group
+        self.scope: CancelScope | None = None
+
+    def set(self, timeout: float, ring: Callable[[], Awaitable[None]]) -> None:
+        import trio
+
+        self.cancel()
+        scope = self.scope = trio.CancelScope()
+
+        async def sleep_then_ring() -> None:
+            with scope:
+                await trio.sleep(timeout)
+            if not scope.cancel_called:
+                await ring()
+
+        self.task_group.spawn(sleep_then_ring)
+
+    def cancel(self) -> None:
+        if self.scope is not None:
+            self.scope.cancel()
+            self.scope = None
 
 
 def _graceful_asyncio_context() -> None:
@@ -84,7 +154,7 @@ def _graceful_asyncio_context() -> None:
 def _serve_asyncio(app: ASGIApp, config: Config, loop_factory: Callable[[], asyncio.AbstractEventLoop] | None) -> None:
     from hypercorn.asyncio import serve as hypercorn_serve
 
-    _patch_safely(_graceful_asyncio_context)
+    _patch_safely(_graceful_asyncio_context, "accept grace")
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -118,7 +188,7 @@ def _serve_trio(app: ASGIApp, config: Config) -> None:
     import trio
     from hypercorn.trio import serve as hypercorn_serve
 
-    _patch_safely(_graceful_trio_context)
+    _patch_safely(_graceful_trio_context, "accept grace")
 
     async def sigterm() -> None:
         with trio.open_signal_receiver(signal.SIGTERM) as signals:

@@ -2,23 +2,31 @@
 
 uvicorn's `Server` installs SIGINT/SIGTERM handlers of its own; qkhyper
 children must leave SIGINT to the supervisor, so `capture_signals` is replaced
-and SIGTERM alone asks for the graceful shutdown.
+and SIGTERM alone asks for the graceful shutdown. The HTTP protocol is
+uvicorn's own, subclassed with qkhyper's edge limits (`Config(http=...)`, the
+supported place): see uvicorn_httptools and uvicorn_h11.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import signal
 import socket
 from collections.abc import Generator
-from typing import Any
+from importlib.metadata import version
+from typing import Any, cast
 
 import uvicorn
 
 from ..asgi.types import ASGIApp
+from ..config.model import EdgeLimits
 from . import resolve_worker_class
 from .base import ACCEPT_GRACE, ServerOptions
+from .guards import require
+
+log = logging.getLogger("qkhyper.backend")
 
 
 class _Server(uvicorn.Server):
@@ -53,12 +61,49 @@ def make_config(app: ASGIApp, options: ServerOptions) -> uvicorn.Config:
         "server_header": hc.get("include_server_header", True),
         "date_header": hc.get("include_date_header", True),
         "loop": "uvloop" if resolve_worker_class(options.worker_class) == "uvloop" else "asyncio",
+        "http": http_protocol(options.limits),
+        "h11_max_incomplete_event_size": options.limits.max_header_size,
     }
     if "backlog" in hc:
         kwargs["backlog"] = hc["backlog"]
     if "websocket_max_message_size" in hc:
         kwargs["ws_max_size"] = hc["websocket_max_message_size"]
     return uvicorn.Config(app, **kwargs)
+
+
+def http_protocol(limits: EdgeLimits) -> type[asyncio.Protocol] | str:
+    """uvicorn's "auto" choice (httptools where it imports, else h11), with the edge limits.
+
+    A uvicorn whose internals moved still serves, with its own protocol and a
+    warning (tests/backends/test_internals.py names what moved).
+    """
+    try:
+        return with_limits(_edge_protocol(), limits)
+    except (ImportError, AttributeError, TypeError) as exc:
+        log.warning("uvicorn %s internals changed (%s): serving without the edge limits", version("uvicorn"), exc)
+        return "auto"
+
+
+def with_limits(base: type[asyncio.Protocol], limits: EdgeLimits) -> type[asyncio.Protocol]:
+    """`base` (an edge protocol class) bound to `limits`: uvicorn builds protocols from a class alone."""
+    return cast("type[asyncio.Protocol]", type(base.__name__, (base,), {"limits": limits}))
+
+
+def _edge_protocol() -> type[asyncio.Protocol]:
+    """As uvicorn's "auto": httptools where it imports, else h11 (uvicorn/protocols/http/auto.py)."""
+    try:
+        import httptools  # noqa: F401
+    except ImportError:
+        from . import uvicorn_h11
+        from .heads import require_h11
+
+        require(uvicorn_h11.EdgeH11Protocol.__bases__[0], uvicorn_h11.OVERRIDES)
+        require_h11()
+        return uvicorn_h11.EdgeH11Protocol
+    from . import uvicorn_httptools
+
+    require(uvicorn_httptools.EdgeHttpToolsProtocol.__bases__[0], uvicorn_httptools.OVERRIDES)
+    return uvicorn_httptools.EdgeHttpToolsProtocol
 
 
 def serve(app: ASGIApp, sock: socket.socket, options: ServerOptions) -> bool:

@@ -50,6 +50,7 @@ MANAGED_HYPERCORN_KEYS = {
     "use_reloader": "use `qkhyper serve --reload`",
     "daemon": "run qkhyper under a service manager instead",
     "pid_path": "qkhyper prints the pids in its ready table",
+    "h11_max_incomplete_size": "set `max_header_size` in [qkhyper] (it applies to both backends)",
 }
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 _SEGMENT_RE = re.compile(r"^[A-Za-z0-9_~!$&'()*+,;=:@-][A-Za-z0-9_.~!$&'()*+,;=:@-]*$")
@@ -277,6 +278,7 @@ def _check_qkhyper(qk: QkhyperSettings) -> QkhyperSettings:
     _check_upstreams(qk.gateway)
     if qk.ready_timeout <= 0:
         raise ConfigError("qkhyper.ready_timeout must be positive")
+    _check_edge_limits(qk)
     return dataclasses.replace(qk, apps=_check_apps(qk.apps))
 
 
@@ -306,6 +308,15 @@ def _check_upstreams(gateway: GatewaySettings) -> None:
                 raise ConfigError(f"{where}.{name} must be 0 or more, got {value}")
     if gateway.fallback:
         parse_target(gateway.fallback, None, "qkhyper.gateway.fallback")
+
+
+def _check_edge_limits(qk: QkhyperSettings) -> None:
+    for key in ("max_header_size", "max_headers", "header_timeout"):
+        value = getattr(qk, key)
+        if value <= 0:
+            raise ConfigError(f"qkhyper.{key} must be positive, got {value}")
+    if qk.h2c and qk.backend == "uvicorn":
+        raise ConfigError('qkhyper.h2c = true needs backend = "hypercorn" (uvicorn does not serve h2c)')
 
 
 def _one_of(key: str, value: str, allowed: tuple[str, ...]) -> None:

@@ -89,6 +89,20 @@ class StaticSettings(ProxySettings):
 
 
 @dataclass(frozen=True, slots=True)
+class EdgeLimits:
+    """What every server qkhyper runs refuses before an app sees a request (SPEC §4).
+
+    One value per limit with one meaning on both backends, so a worker is told
+    these four numbers, not how each server spells them.
+    """
+
+    max_header_size: int = 65536  # bytes of request line + headers; more is 431
+    max_headers: int = 100  # header lines; more is 431
+    header_timeout: float = 10.0  # seconds from "waiting for a request" to its complete head
+    h2c: bool = False  # honour `Upgrade: h2c` (Hypercorn only; uvicorn has no cleartext HTTP/2)
+
+
+@dataclass(frozen=True, slots=True)
 class QkhyperSettings:
     """`[qkhyper]`: how apps are served."""
 
@@ -101,9 +115,17 @@ class QkhyperSettings:
     forwarded_allow_ips: list[str] = field(default_factory=lambda: ["127.0.0.1", "::1"])
     # Seconds a child may take to import its app and finish lifespan startup.
     ready_timeout: float = 60.0
+    # Edge limits for every server qkhyper runs (serve, gateway, static): see EdgeLimits.
+    max_header_size: int = 65536
+    max_headers: int = 100
+    header_timeout: float = 10.0
+    h2c: bool = False
     apps: list[AppSpec] = field(default_factory=list)
     gateway: GatewaySettings = field(default_factory=GatewaySettings)
     static: StaticSettings = field(default_factory=StaticSettings)
+
+    def edge_limits(self) -> EdgeLimits:
+        return EdgeLimits(self.max_header_size, self.max_headers, self.header_timeout, self.h2c)
 
 
 @dataclass(frozen=True, slots=True)

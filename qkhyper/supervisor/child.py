@@ -20,6 +20,7 @@ import threading
 import time
 from pathlib import Path
 
+from ..asgi.edge import EdgeMiddleware
 from ..asgi.host import HostApp, make_mounts
 from ..asgi.proxy_headers import ProxyHeadersMiddleware, TrustedPeers
 from ..asgi.types import ASGIApp
@@ -69,6 +70,11 @@ def watch_lifeline(fd: int) -> None:
 
 
 def build_app(spec: ChildSpec, reporter: Reporter) -> ASGIApp:
+    """The app a worker serves: the host app, wrapped with the edge checks outermost."""
+    return EdgeMiddleware(_host_app(spec, reporter), spec.limits)
+
+
+def _host_app(spec: ChildSpec, reporter: Reporter) -> ASGIApp:
     apps = [(ref.name, ref.prefix, load_app(ref.name, ref.target, Path(spec.base_dir))) for ref in spec.apps]
     if spec.options is not None:  # qkhyper's own server: the target is its factory
         apps = [(name, prefix, factory(spec.options)) for name, prefix, factory in apps]
@@ -109,7 +115,7 @@ def run(spec: ChildSpec, fd: int, ready_fd: int, lifeline_fd: int) -> int:
         reporter.send(error=str(exc))
         return 1
     sock = socket.socket(fileno=fd)
-    ok = backend(app, sock, ServerOptions(spec.worker_class, spec.hypercorn))
+    ok = backend(app, sock, ServerOptions(spec.worker_class, spec.hypercorn, spec.limits))
     return 0 if ok else 1
 
 

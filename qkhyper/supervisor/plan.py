@@ -12,11 +12,11 @@ import dataclasses
 import importlib.util
 import pickle
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..config.load import did_you_mean
-from ..config.model import BuiltinOptions, Settings
+from ..config.model import BuiltinOptions, EdgeLimits, Settings
 from ..errors import ConfigError, UsageError
 
 
@@ -42,6 +42,7 @@ class ChildSpec:
     # called with these options, and served without the user-app middlewares.
     options: BuiltinOptions | None = None
     debug: bool = False  # --debug: qkhyper's own debug lines from the worker too
+    limits: EdgeLimits = field(default_factory=EdgeLimits)  # header size/count/timeout, h2c: for every server
 
     def encode(self) -> str:
         """The spec as one argv word. Pickle, so the frozen settings arrive as the same classes;
@@ -163,6 +164,7 @@ def child_spec(settings: Settings, label: str, refs: list[AppRef], options: Buil
         ready_timeout=qk.ready_timeout,
         docs_assets=qk.docs_assets,
         options=options,
+        limits=qk.edge_limits(),
     )
 
 

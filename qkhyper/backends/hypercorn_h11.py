@@ -1,0 +1,152 @@
+"""Hypercorn's HTTP/1.1 protocol with qkhyper's edge limits.
+
+`hypercorn.protocol.ProtocolWrapper` builds its HTTP/1.1 protocol from the
+module global `H11Protocol`; `install` points that name at a subclass, in the
+worker process only (a worker serves one config). What the subclass changes:
+
+- **Header timeout.** Hypercorn has one clock for a connection waiting for a
+  request: `keep_alive_timeout`, from "waiting" until the head is complete.
+  uvicorn's keep-alive clock stops at the first byte instead, so the two
+  servers gave a slow head different deadlines. Here, as in qkhyper's uvicorn
+  protocols, `keep_alive_timeout` stops at a request's first byte and
+  `header_timeout` runs from "waiting" (accepted, or a keep-alive cycle
+  begun) until the head is complete: 408 and close if part of a head had
+  arrived, a plain close if nothing had. The deadline is an `Alarm` (a timer
+  handle on asyncio), not a task per request.
+- **Head size and CL+TE.** `LimitedConnection` measures complete heads too
+  (h11 alone checks only incomplete ones) and refuses Content-Length with
+  Transfer-Encoding before any app runs.
+- **h2c.** `Upgrade: h2c` is served as HTTP/1.1 unless `h2c` is enabled:
+  Hypercorn answers it with 101 and hands the connection's HTTP/2 streams to
+  the app, past any path rule of a proxy in front. (Prior-knowledge HTTP/2,
+  `PRI * HTTP/2.0`, stays as Hypercorn has it: an HTTP/1.1 proxy never
+  forwards that preface.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol
+
+import h11
+import hypercorn.protocol
+from hypercorn.events import Closed, Event, RawData, Updated
+from hypercorn.protocol.h11 import H11Protocol
+from hypercorn.typing import TaskGroup
+
+from ..config.model import EdgeLimits
+from .guards import require
+from .heads import REQUEST_TIMEOUT, LimitedConnection, require_h11
+
+
+class Alarm(Protocol):
+    """A connection's one deadline: `set` (re)arms it to run `ring` after `timeout` seconds."""
+
+    def set(self, timeout: float, ring: Callable[[], Awaitable[None]]) -> None: ...
+
+    def cancel(self) -> None: ...
+
+
+# Makes a connection's alarm in its task group; given by the worker class (asyncio or trio).
+AlarmFactory = Callable[[TaskGroup], Alarm]
+
+# What EdgeH11Protocol overrides or calls, with the parameters it expects.
+OVERRIDES = {
+    "__init__": "self app config context task_group connection_state ssl client server send".split(),
+    "initiate": ["self"],
+    "handle": ["self", "event"],
+    "_check_protocol": ["self", "event"],
+    "_maybe_recycle": ["self"],
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Edge:
+    limits: EdgeLimits
+    alarm: AlarmFactory
+
+
+def asks_h2c(request: h11.Request) -> bool:
+    return any(
+        name.lower() == b"upgrade" and value.strip().lower() == b"h2c" for name, value in request.headers.raw_items()
+    )
+
+
+class EdgeH11Protocol(H11Protocol):
+    edge: ClassVar[Edge]  # set by `install`
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.limits = self.edge.limits
+        self.connection = LimitedConnection(self.limits.max_header_size)
+        self.alarm = self.edge.alarm(self.task_group)
+        self.waiting = False  # for a request head, with the header timeout running
+        self.head_started = False  # a byte of that head arrived
+        self.closed = False
+
+    async def initiate(self) -> None:
+        await super().initiate()
+        self._start_waiting(head_started=False)
+
+    async def handle(self, event: Event) -> None:
+        if type(event) is Closed:  # exact types: Event is an ABC, and isinstance on it is slow
+            await super().handle(event)
+            self.closed = True
+            self._stop_waiting()
+            return
+        if type(event) is RawData and event.data and self.waiting and not self.head_started:
+            self.head_started = True
+            # The keep-alive clock (the TCP server's idle task) stops at a request's first
+            # byte, as uvicorn's does; from here the header timeout alone bounds the head.
+            await self.send(Updated(idle=False))
+        await super().handle(event)
+
+    async def _check_protocol(self, event: h11.Request) -> None:
+        self._stop_waiting()  # called for every complete head, before anything else
+        # h2c off: skip Hypercorn's check, which does nothing else but prior-knowledge HTTP/2.
+        if self.limits.h2c or (event.method == b"PRI" and not asks_h2c(event)):
+            await super()._check_protocol(event)
+
+    async def _maybe_recycle(self) -> None:
+        # Armed before Hypercorn starts the next cycle, which may parse a pipelined head at once.
+        self._start_waiting(head_started=bool(self.connection.trailing_data[0]))
+        await super()._maybe_recycle()
+        if self.connection.our_state is not h11.IDLE:  # closed, or a pipelined request began
+            self._stop_waiting()
+        elif self.waiting and self.head_started:  # part of the next head came with the last request
+            await self.send(Updated(idle=False))
+
+    def _start_waiting(self, head_started: bool) -> None:
+        if not self.closed:
+            self.waiting = True
+            self.head_started = head_started
+            self.alarm.set(self.limits.header_timeout, self._head_timed_out)
+
+    def _stop_waiting(self) -> None:
+        if self.waiting:
+            self.waiting = False
+            self.alarm.cancel()
+
+    async def _head_timed_out(self) -> None:
+        if not self.waiting or self.closed:
+            return
+        self.waiting = False
+        if self.head_started:
+            await self.send(RawData(REQUEST_TIMEOUT))
+        await self.send(Closed())
+
+
+def install(limits: EdgeLimits, alarm: AlarmFactory) -> None:
+    """Make Hypercorn build `EdgeH11Protocol`s with `limits` (in this worker process).
+
+    Raises:
+        TypeError: Hypercorn's H11Protocol no longer matches OVERRIDES, or h11 moved.
+    """
+    require(H11Protocol, OVERRIDES)
+    require_h11()
+
+    class Configured(EdgeH11Protocol):
+        edge = Edge(limits, alarm)
+
+    hypercorn.protocol.H11Protocol = Configured  # type: ignore[attr-defined]
