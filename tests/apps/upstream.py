@@ -130,6 +130,42 @@ async def ws_echo(websocket: WebSocket) -> None:
         pass
 
 
+async def ws_scope(websocket: WebSocket) -> None:
+    """What the app sees of a WebSocket: its scheme and Host, after qkhyper's proxy headers."""
+    await websocket.accept()
+    host = dict(websocket.scope["headers"]).get(b"host", b"").decode("latin-1")
+    await websocket.send_json({"scheme": websocket.scope["scheme"], "host": host})
+    await websocket.close()
+
+
+async def ws_big(websocket: WebSocket) -> None:
+    """Sends one message of `size` bytes, then waits for the client to close."""
+    await websocket.accept()
+    await websocket.send_bytes(b"z" * int(websocket.query_params["size"]))
+    try:
+        while (await websocket.receive())["type"] != "websocket.disconnect":
+            pass
+    except WebSocketDisconnect:
+        pass
+    _record(f"ws-big closed {websocket.client_state.name}")
+
+
+async def big_openapi(request: Request) -> Response:
+    """A chunked /openapi.json of `size` bytes: too big to be rewritten by the gateway."""
+    size = int(request.query_params.get("size", "100"))
+    chunk = b" " * (1024 * 1024)
+
+    async def stream():
+        yield b'{"openapi": "3.1.0", "paths": {}, "pad": "'
+        left = size
+        while left > 0:
+            yield chunk[: min(left, len(chunk))]
+            left -= len(chunk)
+        yield b'"}'
+
+    return StreamingResponse(stream(), media_type="application/json")
+
+
 app = Starlette(
     routes=[
         Route("/echo", echo, methods=["GET", "POST", "PUT", "DELETE", "HEAD"]),
@@ -142,7 +178,10 @@ app = Starlette(
         Route("/slow-stream", slow_stream),
         Route("/absolute-redirect", absolute_redirect),
         Route("/items/", items),
+        Route("/openapi.json", big_openapi),
         WebSocketRoute("/ws", ws_echo),
+        WebSocketRoute("/ws-scope", ws_scope),
+        WebSocketRoute("/ws-big", ws_big),
     ]
 )
 

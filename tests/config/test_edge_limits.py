@@ -75,5 +75,5 @@ def test_every_worker_is_told_the_limits(tmp_path: Path) -> None:
     settings = load(tmp_path, "[qkhyper]\nmax_headers = 7\nheader_timeout = 4\n")
     [unit] = make_plan(settings).units
     assert unit.child.limits == EdgeLimits(max_headers=7, header_timeout=4.0)
-    assert ChildSpec.from_json(unit.child.to_json()) == unit.child
+    assert ChildSpec.decode(unit.child.encode()) == unit.child
     assert dataclasses.is_dataclass(unit.child.limits)

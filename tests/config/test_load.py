@@ -190,7 +190,10 @@ def test_proxy_settings_are_one_table_in_gateway_and_static(tmp_path: Path) -> N
         ('fallback = "nohost"', "qkhyper.gateway.fallback: 'nohost' must look like HOST:PORT"),
         ('upstreams = { "/b" = ["h:99999"] }', "upstreams '/b': 'h:99999' has no valid port"),
         ('upstreams = { "/b" = { targets = ["h:1"], sse_idle_timeout = -3 } }', "sse_idle_timeout must be 0 or more"),
-        ('upstreams = { "/b" = { target = ["h:1"] } }', "unknown key 'target' in [qkhyper.gateway.upstreams./b] (did you mean 'targets'?)"),
+        (
+            'upstreams = { "/b" = { target = ["h:1"] } }',
+            "unknown key 'target' in [qkhyper.gateway.upstreams./b] (did you mean 'targets'?)",
+        ),
         ('upstreams = { "/../x" = ["h:1"] }', "must be one or more URL path segments"),
     ],
 )
@@ -201,7 +204,10 @@ def test_proxy_setting_mistakes_name_the_key(tmp_path: Path, line: str, message:
 
 
 def test_upstreams_take_a_list_or_a_table(tmp_path: Path) -> None:
-    text = APPS + '[qkhyper.gateway.upstreams]\n"/a" = ["h:1"]\n"/b" = { targets = ["h:2"], upstream_idle_timeout = 3 }\n"/users" = { sse_idle_timeout = 30 }\n'
+    text = (
+        APPS
+        + '[qkhyper.gateway.upstreams]\n"/a" = ["h:1"]\n"/b" = { targets = ["h:2"], upstream_idle_timeout = 3 }\n"/users" = { sse_idle_timeout = 30 }\n'
+    )
     upstreams = load(write(tmp_path, text)).qkhyper.gateway.upstreams
     assert upstreams["/a"].targets == ["h:1"] and upstreams["/a"].upstream_idle_timeout is None
     assert (upstreams["/b"].targets, upstreams["/b"].upstream_idle_timeout) == (["h:2"], 3.0)

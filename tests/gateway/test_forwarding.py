@@ -191,7 +191,9 @@ def test_route_table_from_port_map(stack: StackFactory) -> None:
 
 
 def test_gateway_in_front_of_serve_aio(stack: StackFactory, run_qkhyper: type[Qkhyper], project) -> None:
-    s = stack(serve=False, apps=[{"name": "alpha", "app": "apps.probe:alpha"}, {"name": "beta", "app": "apps.probe:beta"}])
+    s = stack(
+        serve=False, apps=[{"name": "alpha", "app": "apps.probe:alpha"}, {"name": "beta", "app": "apps.probe:beta"}]
+    )
     # `stack` started the gateway before any port map existed; start serve --aio, then a new gateway.
     aio = free_port()
     run_qkhyper(["serve", "--aio", "--port", str(aio), "--config", str(s.config)], project).wait_ready()
