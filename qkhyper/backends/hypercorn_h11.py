@@ -99,7 +99,10 @@ class EdgeH11Protocol(H11Protocol):
             self.head_started = True
             # The keep-alive clock (the TCP server's idle task) stops at a request's first
             # byte, as uvicorn's does; from here the header timeout alone bounds the head.
-            await self.send(Updated(idle=False))
+            # A head that is complete in this read is parsed at once, and Hypercorn then
+            # stops the clock itself: telling it twice would cost a task stop per request.
+            if b"\r\n\r\n" not in event.data:
+                await self.send(Updated(idle=False))
         await super().handle(event)
 
     async def _check_protocol(self, event: h11.Request) -> None:

@@ -11,8 +11,6 @@ for the *other* side to take a chunk counts against neither.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import anyio
 import h11
@@ -78,8 +76,9 @@ class RequestBody:
 class ResponseBody:
     """Relays the upstream's body to the client, each chunk as it arrives.
 
-    While waiting for the upstream, `idle` seconds (0: no limit) is the
-    watchdog's deadline; while the client takes a chunk there is none.
+    While it waits for the upstream, `idle` seconds (0: no limit) is the
+    watchdog's deadline; while the client takes a chunk there is none. A body
+    that came whole with its head never waits, so it costs no watchdog entry.
     """
 
     def __init__(self, conn: UpstreamConnection, send: Send, watchdog: Watchdog, idle: float) -> None:
@@ -87,7 +86,7 @@ class ResponseBody:
         self.send = send
         self.watchdog = watchdog
         self.idle = idle
-        self.token = -1
+        self.token: int | None = None
 
     async def relay(self, receive: Receive | None) -> None:
         """Send the whole body on; with `receive`, stop as soon as the client leaves.
@@ -95,54 +94,65 @@ class ResponseBody:
         Raises:
             UpstreamClosed, MalformedResponse, UpstreamIdleTimeout, ClientGone
         """
-        with self._watched():
+        try:
             if receive is None:
                 await self._relay()
             else:
                 await self._relay_watched(receive)
+        finally:
+            self._unwatch()
 
     async def read_up_to(self, limit: int) -> tuple[list[bytes], bool]:
         """Read chunks until the end or until more than `limit` bytes; and whether it was the end."""
         chunks: list[bytes] = []
         size = 0
-        with self._watched():
+        try:
             while size <= limit:
-                event = await self.conn.next_event()
+                event = await self._next()
                 if isinstance(event, h11.EndOfMessage):
                     return chunks, True
                 assert isinstance(event, h11.Data)
                 chunks.append(event.data)
                 size += len(event.data)
+        finally:
+            self._unwatch()
         return chunks, False
 
-    @contextmanager
-    def _watched(self) -> Iterator[None]:
-        self.token = self.watchdog.watch(self.conn, self.idle, self._expired, None)
+    async def _next(self) -> h11.Event:
+        event = self.conn.peek()
+        return await self._wait() if event is h11.NEED_DATA else event  # type: ignore[return-value]
+
+    async def _wait(self) -> h11.Event:
+        """The next event from the network, under the idle deadline."""
+        if self.token is None:
+            self.token = self.watchdog.watch(self.conn, self.idle, self._expired, None)
+        else:
+            self.watchdog.extend(self.token, self.idle)
         try:
-            yield
+            return await self.conn.next_event()
         finally:
+            self.watchdog.pause(self.token)
+
+    def _unwatch(self) -> None:
+        if self.token is not None:
             self.watchdog.unwatch(self.token)
+            self.token = None
 
     def _expired(self) -> UpstreamIdleTimeout:
         return UpstreamIdleTimeout(f"upstream sent nothing for {self.idle:g} s in the middle of the body")
 
     async def _relay(self) -> None:
         conn, send = self.conn, self.send
-        event = await conn.next_event()
+        event = await self._next()
         while not isinstance(event, h11.EndOfMessage):
             assert isinstance(event, h11.Data)
             after = conn.peek()
             if isinstance(after, h11.EndOfMessage):
                 await send({"type": "http.response.body", "body": event.data})
                 return
-            await self._send_chunk(event.data)
-            event = await conn.next_event() if after is h11.NEED_DATA else after  # type: ignore[assignment]
+            await send({"type": "http.response.body", "body": event.data, "more_body": True})
+            event = await self._wait() if after is h11.NEED_DATA else after  # type: ignore[assignment]
         await send({"type": "http.response.body", "body": b""})
-
-    async def _send_chunk(self, data: bytes) -> None:
-        self.watchdog.pause(self.token)
-        await self.send({"type": "http.response.body", "body": data, "more_body": True})
-        self.watchdog.extend(self.token, self.idle)
 
     async def _relay_watched(self, receive: Receive) -> None:
         """As `_relay`, for long or endless bodies: a client that leaves ends it at once."""

@@ -70,7 +70,12 @@ class UpstreamConnection:
             UpstreamClosed, MalformedResponse, or whatever `abort` was given.
         """
         while True:
-            event = self.peek()
+            if self.failure is not None:
+                raise self.failure
+            try:
+                event = self.h11.next_event()  # peek(), inlined: this is the hot path
+            except h11.RemoteProtocolError as exc:
+                raise self._unreadable(exc) from None
             if event is not h11.NEED_DATA:
                 return event  # type: ignore[return-value]
             try:
@@ -96,9 +101,12 @@ class UpstreamConnection:
         try:
             return self.h11.next_event()  # type: ignore[return-value]
         except h11.RemoteProtocolError as exc:
-            if self.eof:  # only a body can end early here: next_event saw the head's end
-                raise self._failed(UpstreamClosed(f"upstream closed in the middle of the body ({exc})")) from None
-            raise self._failed(MalformedResponse(f"malformed response from upstream: {exc}")) from None
+            raise self._unreadable(exc) from None
+
+    def _unreadable(self, exc: h11.RemoteProtocolError) -> ProxyError:
+        if self.eof:  # only a body can end early here: next_event saw the head's end
+            return self._failed(UpstreamClosed(f"upstream closed in the middle of the body ({exc})"))
+        return self._failed(MalformedResponse(f"malformed response from upstream: {exc}"))
 
     def _closed(self, message: str) -> UpstreamClosed:
         return UpstreamClosed(message, before_response=not self.heard)

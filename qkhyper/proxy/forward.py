@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import h11
 
 from ..asgi.responses import send_json
-from ..asgi.types import Message, Receive, Scope, Send
+from ..asgi.types import Receive, Scope, Send
 from ..config.model import Address, ProxySettings
 from .bodies import RequestBody, ResponseBody, drain
 from .connection import UpstreamConnection
@@ -141,28 +141,29 @@ class Forwarder:
     async def __call__(self, scope: Scope, receive: Receive, send: Send, route: Route, matched: int) -> None:
         """Forward the request; `matched` bytes of `raw_path` spelled the route's prefix."""
         started = self.clock()
-        answer = _Answer(send)
+        record = _Record()
         target: Address | None = None
         try:
-            target = await self._forward(scope, receive, answer, route, matched)
+            target = await self._forward(scope, receive, send, record, route, matched)
         except ProxyError as exc:
-            await self._fail(scope, answer, route, exc)
+            await self._fail(scope, send, record, route, exc)
         finally:
             if self.settings.access_log:
-                _log_access(scope, answer.status, route, target, (self.clock() - started) * 1000)
+                _log_access(scope, record.status, route, target, (self.clock() - started) * 1000)
 
-    async def _fail(self, scope: Scope, answer: _Answer, route: Route, exc: ProxyError) -> None:
-        result = outcome(exc)
-        if isinstance(exc, ClientGone):
-            answer.status = result.status  # in the access log only: nobody is listening
-            return
-        if answer.started:
+    async def _fail(self, scope: Scope, send: Send, record: _Record, route: Route, exc: ProxyError) -> None:
+        if record.started:
             log.warning("%s %s -> %s: %s; response cut short", scope["method"], scope["path"], route.label, exc)
             return  # ending the response short is all that is left: the server closes the connection
+        record.status = outcome(exc).status
+        if isinstance(exc, ClientGone):
+            return  # the status is for the access log only: nobody is listening
         log.warning("%s %s -> %s: %s", scope["method"], scope["path"], route.label, exc)
-        await answer_error(answer, exc, route)
+        await answer_error(send, exc, route)
 
-    async def _forward(self, scope: Scope, receive: Receive, send: _Answer, route: Route, matched: int) -> Address:
+    async def _forward(
+        self, scope: Scope, receive: Receive, send: Send, record: _Record, route: Route, matched: int
+    ) -> Address:
         raw = raw_path(scope)
         path = raw[matched:] if route.strip else raw
         if self.follow_redirect is not None:
@@ -181,7 +182,7 @@ class Forwarder:
         response = await self._exchange(route, head, body, receive)
         response = await self._follow(route, head, body, receive, response, path)
         try:
-            await self._relay(scope, receive, send, route, response, path)
+            await self._relay(scope, receive, send, record, route, response, path)
         except BaseException:
             await _discard(response.conn)
             raise
@@ -190,11 +191,14 @@ class Forwarder:
     async def _exchange(self, route: Route, head: RequestHead, body: RequestBody, receive: Receive) -> UpstreamResponse:
         """The response head from the first target that takes the request."""
         request = head.event()  # a BadRequest before any connection is taken
+        upstreams = route.upstreams
+        if len(upstreams.targets) == 1:  # the common case, without a closure
+            return await self._exchange_with(upstreams.targets[0], request, head, body, receive)
 
         async def attempt(target: Address) -> UpstreamResponse:
             return await self._exchange_with(target, request, head, body, receive)
 
-        return await route.upstreams.first(attempt, self.clock(), route.label)
+        return await upstreams.first(attempt, self.clock(), route.label)
 
     async def _exchange_with(
         self, target: Address, request: h11.Request, head: RequestHead, body: RequestBody, receive: Receive
@@ -263,7 +267,14 @@ class Forwarder:
         return await self._exchange(route, again, body, receive)
 
     async def _relay(
-        self, scope: Scope, receive: Receive, send: _Answer, route: Route, response: UpstreamResponse, path: bytes
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        record: _Record,
+        route: Route,
+        response: UpstreamResponse,
+        path: bytes,
     ) -> None:
         event = response.event
         head = response_headers(event.headers)
@@ -280,9 +291,11 @@ class Forwarder:
         idle = route.sse_idle_timeout if head.event_stream else route.idle_timeout
         body = ResponseBody(conn, send, self.watchdog, idle)
         edit = self._rewriter(scope, route, path, event.status_code, head.length)
+        record.status = event.status_code
         if edit is not None:
-            await self._relay_rewritten(body, event.status_code, headers, edit)
+            await self._relay_rewritten(body, record, headers, edit)
         else:
+            record.started = True
             await send({"type": "http.response.start", "status": event.status_code, "headers": headers})
             # h11 knows HEAD, 204 and 304 have no body (it ends at once); a short body
             # needs no task watching for the client leaving (performance only).
@@ -301,10 +314,12 @@ class Forwarder:
         return self.rewrite_body(route, path)
 
     async def _relay_rewritten(
-        self, body: ResponseBody, status: int, headers: list[tuple[bytes, bytes]], edit: Callable[[bytes], bytes]
+        self, body: ResponseBody, record: _Record, headers: list[tuple[bytes, bytes]], edit: Callable[[bytes], bytes]
     ) -> None:
         """Buffer a docs page or openapi.json and edit it; past REWRITE_LIMIT, pass it on unmodified."""
         chunks, ended = await body.read_up_to(REWRITE_LIMIT)
+        status = record.status
+        record.started = True
         if not ended:  # too big to edit: what was read goes first, then the rest as it comes
             await body.send({"type": "http.response.start", "status": status, "headers": headers})
             await body.send({"type": "http.response.body", "body": b"".join(chunks), "more_body": True})
@@ -317,21 +332,14 @@ class Forwarder:
         await body.send({"type": "http.response.body", "body": data})
 
 
-class _Answer:
-    """The client's `send`, remembering whether the response has started and with what status."""
+class _Record:
+    """One request's status (for the access log) and whether its response has started."""
 
-    __slots__ = ("_send", "started", "status")
+    __slots__ = ("started", "status")
 
-    def __init__(self, send: Send) -> None:
-        self._send = send
+    def __init__(self) -> None:
         self.started = False
         self.status = 0
-
-    async def __call__(self, message: Message) -> None:
-        if message["type"] == "http.response.start":
-            self.started = True
-            self.status = message["status"]
-        await self._send(message)
 
 
 def _sent_prefix(route: Route) -> str:

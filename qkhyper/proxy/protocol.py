@@ -79,20 +79,21 @@ def request_head(scope: MutableMapping[str, Any], target: bytes, prefix: str) ->
         BadRequest: both Content-Length and Transfer-Encoding, a bad
             Content-Length, or a duplicate or (on HTTP/1.1) missing Host.
     """
-    host, headers, length, chunked = _end_to_end(scope, HOP_BY_HOP)
-    if chunked and length is not None:
+    client = _ClientHead(scope, HOP_BY_HOP)
+    length = client.length
+    if client.chunked and length is not None:
         raise BadRequest("both Content-Length and Transfer-Encoding")
     if length is not None and not (length.isdigit() and len(length) < 19):
         raise BadRequest("invalid Content-Length")
-    headers = [(b"host", host), *headers, *forwarded_headers(scope, host, prefix)]
+    headers = [(b"host", client.host), *client.headers, *client.forwarded(scope, prefix)]
     size: int | None = 0
     if length is not None:
         size = int(length)
         headers.append((b"content-length", str(size).encode()))
-    elif chunked:
+    elif client.chunked:
         size = None
         headers.append((b"transfer-encoding", b"chunked"))
-    return RequestHead(scope["method"].encode(), target, headers, size, chunked)
+    return RequestHead(scope["method"].encode(), target, headers, size, client.chunked)
 
 
 def websocket_headers(scope: MutableMapping[str, Any], prefix: str) -> tuple[bytes, Headers]:
@@ -101,35 +102,53 @@ def websocket_headers(scope: MutableMapping[str, Any], prefix: str) -> tuple[byt
     Raises:
         BadRequest: a duplicate or missing Host.
     """
-    host, headers, _, _ = _end_to_end(scope, HOP_BY_HOP | WEBSOCKET_OWN)
-    return host, [*headers, *forwarded_headers(scope, host, prefix)]
+    client = _ClientHead(scope, HOP_BY_HOP | WEBSOCKET_OWN)
+    return client.host, [*client.headers, *client.forwarded(scope, prefix)]
 
 
-def _end_to_end(
-    scope: MutableMapping[str, Any], dropped: frozenset[bytes]
-) -> tuple[bytes, Headers, bytes | None, bool]:
-    """The client's Host, its end-to-end headers, its Content-Length and whether it was chunked."""
-    headers: Headers = []
-    hosts: list[bytes] = []
-    length: bytes | None = None
-    chunked = False
-    named: set[bytes] = set()
-    for name, value in scope["headers"]:
-        if name == b"host":
-            hosts.append(value)
-        elif name == b"content-length":
-            if length is not None and length != value.strip():
-                raise BadRequest("conflicting Content-Length headers")
-            length = value.strip()
-        elif name == b"transfer-encoding":
-            chunked = True
-        elif name == b"connection":
-            named |= {t.strip().lower() for t in value.split(b",")}
-        elif name not in dropped and name not in _FORWARDED:
-            headers.append((name, value))
-    if named - dropped:  # headers the client declared hop-by-hop (RFC 9110 §7.6.1)
-        headers = [(k, v) for k, v in headers if k not in named]
-    return _one_host(scope, hosts), headers, length, chunked
+class _ClientHead:
+    """The client's headers in one pass: Host, framing, X-Forwarded-For, and what may go on."""
+
+    __slots__ = ("chain", "chunked", "headers", "host", "length")
+
+    def __init__(self, scope: MutableMapping[str, Any], dropped: frozenset[bytes]) -> None:
+        self.headers: Headers = []
+        self.chain: list[bytes] = []  # X-Forwarded-For values, in order
+        self.length: bytes | None = None
+        self.chunked = False
+        hosts: list[bytes] = []
+        named: set[bytes] = set()
+        for name, value in scope["headers"]:
+            if name == b"host":
+                hosts.append(value)
+            elif name == b"content-length":
+                if self.length is not None and self.length != value.strip():
+                    raise BadRequest("conflicting Content-Length headers")
+                self.length = value.strip()
+            elif name == b"transfer-encoding":
+                self.chunked = True
+            elif name == b"x-forwarded-for":
+                self.chain.append(value)
+            elif name == b"connection":
+                named |= {t.strip().lower() for t in value.split(b",")}
+            elif name not in dropped and name not in _FORWARDED:
+                self.headers.append((name, value))
+        if named - dropped:  # headers the client declared hop-by-hop (RFC 9110 §7.6.1)
+            self.headers = [(k, v) for k, v in self.headers if k not in named]
+        self.host = _one_host(scope, hosts)
+
+    def forwarded(self, scope: MutableMapping[str, Any], prefix: str) -> Headers:
+        """X-Forwarded-*: For appended to, Proto, Host and Prefix set (the client's own are dropped)."""
+        client = scope.get("client")
+        chain = [*self.chain, str(client[0]).encode() if client else b"unknown"]
+        headers = [
+            (b"x-forwarded-for", b", ".join(chain)),
+            (b"x-forwarded-proto", b"https" if scope.get("scheme") in ("https", "wss") else b"http"),
+            (b"x-forwarded-host", self.host),
+        ]
+        if prefix:
+            headers.append((b"x-forwarded-prefix", prefix.encode()))
+        return headers
 
 
 def _one_host(scope: MutableMapping[str, Any], hosts: list[bytes]) -> bytes:
@@ -141,21 +160,6 @@ def _one_host(scope: MutableMapping[str, Any], hosts: list[bytes]) -> bytes:
     if scope.get("http_version", "1.1") not in ("1.0", "0.9"):
         raise BadRequest("no Host header")
     return request_host(scope)
-
-
-def forwarded_headers(scope: MutableMapping[str, Any], host: bytes, prefix: str) -> Headers:
-    """X-Forwarded-*: For appended to, Proto, Host and Prefix set (the client's own are dropped)."""
-    chain = [value for name, value in scope["headers"] if name == b"x-forwarded-for"]
-    client = scope.get("client")
-    chain.append(str(client[0]).encode() if client else b"unknown")
-    headers = [
-        (b"x-forwarded-for", b", ".join(chain)),
-        (b"x-forwarded-proto", b"https" if scope.get("scheme") in ("https", "wss") else b"http"),
-        (b"x-forwarded-host", host),
-    ]
-    if prefix:
-        headers.append((b"x-forwarded-prefix", prefix.encode()))
-    return headers
 
 
 def match_prefix(raw_path: bytes, prefix: bytes) -> int | None:

@@ -126,17 +126,21 @@ def test_hypercorn_h11_protocol_methods_qkhyper_overrides() -> None:
 def test_hypercorn_signals_a_head_by_updated_events() -> None:
     """The header clock runs from initiate() or Updated(idle=True) to Hypercorn's Updated(idle=False).
 
-    Sent to the server, in order: qkhyper's own Updated(idle=False) at the first
-    byte (the keep-alive clock stops), Hypercorn's at the complete head, and
-    Hypercorn's Updated(idle=True) when the keep-alive cycle starts again.
+    Sent to the server, in order: for a head that arrives in pieces, qkhyper's own
+    Updated(idle=False) at the first byte (the keep-alive clock stops); Hypercorn's
+    at the complete head (for a head in one read, the only one); and Hypercorn's
+    Updated(idle=True) when the keep-alive cycle starts again.
     """
-    events: list[Event] = []
-    keep_alive = b"GET /a HTTP/1.1\r\nHost: a\r\n\r\n"
-    output = asyncio.run(hypercorn_exchange(SMALL, keep_alive, record=events))
-    updates = [event.idle for event in events if isinstance(event, Updated)]
-    assert statuses(output) == [200], moved("hypercorn", f"a plain GET was answered {output[:100]!r}")
-    assert updates == [False, False, True], moved("hypercorn", f"H11Protocol sent Updated idle={updates}")
-    assert isinstance(events[-1], Closed), moved("hypercorn", "the header clock did not close an idle connection")
+    for chunks, expected in [
+        ((b"GET /a HTTP/1.1\r\nHost: a\r\n\r\n",), [False, True]),
+        ((b"GET /a HTTP/1.1\r\n", b"Host: a\r\n\r\n"), [False, False, True]),
+    ]:
+        events: list[Event] = []
+        output = asyncio.run(hypercorn_exchange(SMALL, *chunks, record=events))
+        updates = [event.idle for event in events if isinstance(event, Updated)]
+        assert statuses(output) == [200], moved("hypercorn", f"a plain GET was answered {output[:100]!r}")
+        assert updates == expected, moved("hypercorn", f"H11Protocol sent Updated idle={updates}")
+        assert isinstance(events[-1], Closed), moved("hypercorn", "the header clock did not close an idle connection")
 
 
 def check_protocol(request: bytes) -> tuple[list[bytes], BaseException | None]:

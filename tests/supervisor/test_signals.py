@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -23,6 +24,14 @@ def alive(pid: int) -> bool:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+def wait_until(check: Callable[[], bool], deadline: float = 30.0) -> None:
+    """Poll `check` until it holds; fail at the deadline instead of hanging."""
+    end = time.monotonic() + deadline
+    while not check():
+        assert time.monotonic() < end, f"not true after {deadline} s"
+        time.sleep(0.05)
 
 
 def wait_gone(pids: list[int], deadline: float) -> list[int]:
@@ -70,13 +79,11 @@ def test_sighup_rolls_workers_without_failed_requests(
     old = server.pids("probe")
     assert len(old) == workers
     hammer = Hammer(f"http://127.0.0.1:{port}/scope")
-    while len(hammer.outcomes) < 20:
-        time.sleep(0.05)
+    wait_until(lambda: len(hammer.outcomes) >= 20)
     server.signal(signal.SIGHUP)
     server.wait_for("rolling restart done")
     mark = len(hammer.outcomes)
-    while len(hammer.outcomes) < mark + 20:
-        time.sleep(0.05)
+    wait_until(lambda: len(hammer.outcomes) >= mark + 20)
     outcomes = hammer.stop()
     assert set(outcomes) == {200}, [o for o in outcomes if o != 200][:5]
     new = {int(p) for p in server.wait_for(r"rolling restart done: probe ([\d, ]+)").group(1).split(", ")}
@@ -162,8 +169,7 @@ def test_stop_during_startup_leaves_nothing(project: Path, run_qkhyper: type[Qkh
     pids = project / "pids"
     config = write_config(project, [{"name": "slow", "app": "apps.crashy:never_ready"}])
     server = run_qkhyper(["serve", "--config", str(config)], project, clean_env(PROBE_PIDS=str(pids)))
-    while not pids.exists():
-        time.sleep(0.05)
+    wait_until(pids.exists)
     server.signal(signal.SIGTERM)
     assert server.wait() == 0
     assert wait_gone([int(p) for p in pids.read_text().split()], 5) == []
