@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Iterable
 from http import HTTPStatus
+from typing import Protocol
 
 import h11
 
@@ -187,3 +188,31 @@ class HeadClock:
         self.handle = None
         self.waiting = False
         self.expired(self.saw_bytes)
+
+
+class UvicornClocks(Protocol):
+    """What `start_clocks_at_accept` needs of a uvicorn HTTP protocol with a `HeadClock`."""
+
+    timeout_keep_alive_task: asyncio.TimerHandle | None
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop: ...
+    @property
+    def timeout_keep_alive(self) -> float: ...
+    @property
+    def head_clock(self) -> HeadClock: ...
+
+    def timeout_keep_alive_handler(self) -> None: ...
+
+
+def start_clocks_at_accept(protocol: UvicornClocks) -> None:
+    """Both uvicorn protocols' `connection_made`: the keep-alive and header clocks start at accept.
+
+    uvicorn starts its keep-alive clock only after a first response, so a
+    connection that never sends a byte would stay open; Hypercorn starts it at
+    accept, and now uvicorn does too.
+    """
+    protocol.timeout_keep_alive_task = protocol.loop.call_later(
+        protocol.timeout_keep_alive, protocol.timeout_keep_alive_handler
+    )
+    protocol.head_clock.start(covered=protocol.timeout_keep_alive)

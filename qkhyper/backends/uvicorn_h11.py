@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from ..config.model import EdgeLimits
-from .heads import REQUEST_TIMEOUT, HeadClock, LimitedConnection, status_response
+from .heads import REQUEST_TIMEOUT, HeadClock, LimitedConnection, start_clocks_at_accept, status_response
 
 # What EdgeH11Protocol overrides or calls, with the parameters it expects.
 OVERRIDES = {
@@ -45,9 +45,7 @@ class EdgeH11Protocol(H11Protocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        # uvicorn starts its keep-alive clock only after a first response; Hypercorn at accept.
-        self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive, self.timeout_keep_alive_handler)
-        self.head_clock.start(covered=self.timeout_keep_alive)
+        start_clocks_at_accept(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.head_clock.stop()

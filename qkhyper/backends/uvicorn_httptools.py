@@ -19,7 +19,7 @@ from urllib.parse import unquote
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from ..config.model import EdgeLimits
-from .heads import REQUEST_TIMEOUT, HeadClock, host_refusal, status_response
+from .heads import REQUEST_TIMEOUT, HeadClock, host_refusal, start_clocks_at_accept, status_response
 
 # What EdgeHttpToolsProtocol overrides or calls, with the parameters it expects.
 OVERRIDES = {
@@ -53,9 +53,7 @@ class EdgeHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        # uvicorn starts its keep-alive clock only after a first response; Hypercorn at accept.
-        self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive, self.timeout_keep_alive_handler)
-        self.head_clock.start(covered=self.timeout_keep_alive)
+        start_clocks_at_accept(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.head_clock.stop()
