@@ -68,9 +68,16 @@ class DocsAssetsMiddleware:
             if path.startswith(ASSET_PATH) and path[len(ASSET_PATH) :] in ASSETS:
                 await self._asset(path[len(ASSET_PATH) :], scope, send)
                 return
-        if scope["method"] == "GET" and _wants_html(scope["headers"]):
-            send = _HtmlRewriter(send, scope.get("root_path", ""))
-        await self.app(scope, receive, send)
+        if scope["method"] != "GET" or not _wants_html(scope["headers"]):
+            await self.app(scope, receive, send)
+            return
+        rewriter = _HtmlRewriter(send, scope.get("root_path", ""))
+        try:
+            await self.app(scope, receive, rewriter)
+        except Exception:  # not on cancellation: the server is abandoning the response anyway
+            await rewriter.flush()
+            raise
+        await rewriter.flush()
 
     async def _asset(self, name: str, scope: Scope, send: Send) -> None:
         if name not in self._cache:
@@ -86,7 +93,12 @@ class DocsAssetsMiddleware:
 
 
 class _HtmlRewriter:
-    """A `send` that rewrites small, complete HTML bodies and passes all else through."""
+    """A `send` that rewrites small, complete HTML bodies and passes all else through.
+
+    It holds the response start until the body is complete; `flush` hands on
+    what it holds when the app ended (returned or raised) before that, so the
+    server sees the same incomplete response it would have seen without it.
+    """
 
     def __init__(self, send: Send, root_path: str) -> None:
         self.send = send
@@ -104,11 +116,20 @@ class _HtmlRewriter:
         self.parts.append(message.get("body", b""))
         if message.get("more_body", False):
             return
+        start, self.start = self.start, None
         body = rewrite_docs_html(b"".join(self.parts), self.root_path)
-        headers = [(k, v) for k, v in self.start["headers"] if k.lower() != b"content-length"]
+        headers = [(k, v) for k, v in start["headers"] if k.lower() != b"content-length"]
         headers.append((b"content-length", str(len(body)).encode()))
-        await self.send({**self.start, "headers": headers})
+        await self.send({**start, "headers": headers})
         await self.send({"type": "http.response.body", "body": body})
+
+    async def flush(self) -> None:
+        if self.start is None:
+            return
+        start, self.start = self.start, None
+        await self.send(start)
+        if self.parts:
+            await self.send({"type": "http.response.body", "body": b"".join(self.parts), "more_body": True})
 
 
 def _wants_html(headers: Any) -> bool:

@@ -29,18 +29,30 @@ def fix_docs_page(body: bytes, prefix: str) -> bytes:
 
 
 def fix_openapi(body: bytes, prefix: str) -> bytes:
-    """Add the prefix to `servers`, so "Try it out" requests go through the gateway."""
+    """Add the prefix to `servers`, so "Try it out" requests go through the gateway.
+
+    An upstream's body is untrusted: anything that is not a JSON object with a
+    list (or no) `servers` passes through untouched, including nesting too deep
+    for the parser (RecursionError) and text that is not UTF-8.
+    """
     try:
         document = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         return body
     if not isinstance(document, dict):
         return body
-    servers = document.get("servers") or []
+    servers = document.get("servers")
+    if servers is None:
+        servers = []
+    if not isinstance(servers, list):
+        return body
     if any(isinstance(s, dict) and str(s.get("url", "")).rstrip("/").endswith(prefix) for s in servers):
         return body
     document["servers"] = [{"url": prefix}]
-    return json.dumps(document).encode()
+    try:
+        return json.dumps(document).encode()
+    except (ValueError, RecursionError):
+        return body
 
 
 def fix_body(path: bytes, body: bytes, prefix: str) -> bytes:
