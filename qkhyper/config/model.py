@@ -45,6 +45,7 @@ class ProxySettings:
     upstream_idle_timeout: float = 60.0  # longest silence between body chunks; 0 = off
     sse_idle_timeout: float = 0.0  # the same for text/event-stream responses; 0 = off (streams idle for minutes)
     client_body_timeout: float = 60.0  # longest silence between request body chunks, then 408
+    send_timeout: float = 60.0  # longest a client (or a WebSocket peer) may take to accept a chunk; 0 = off
     pool_idle_timeout: float = 4.0  # below the 5 s keep-alive of hypercorn and uvicorn
     pool_max_idle: int = 64  # idle keep-alive connections kept per target
     max_body_size: int = 0  # bytes of a request body; 0 = unlimited

@@ -5,16 +5,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import unquote_to_bytes, urlsplit
+from urllib.parse import urlsplit
 
 import h11
 
-from ..asgi.responses import send_json
+from ..asgi.responses import answer_json, send_json
 from ..asgi.types import ASGIApp, Receive, Scope, Send
 from ..config.model import GatewayOptions
 from ..proxy.core import ProxyCore
 from ..proxy.forward import Route
-from ..proxy.protocol import match_prefix, raw_path
+from ..proxy.protocol import match_prefix, raw_path, refusal
 from .docs_fix import fix_body, wants_fix
 
 log = logging.getLogger("qkhyper.gateway")
@@ -39,19 +39,6 @@ class RouteTable:
         return None if self.fallback is None else (self.fallback, 0)
 
 
-def suspicious(raw_path: bytes, depth: int) -> bool:
-    """`.`/`..` or an encoded slash in the segments a prefix could match: path confusion."""
-    if b"%" not in raw_path and b"." not in raw_path and b"\\" not in raw_path:
-        return False  # the common case, without splitting
-    for segment in raw_path.split(b"/", depth + 1)[1 : depth + 1]:
-        lowered = segment.lower()
-        if b"%2f" in lowered or b"%5c" in lowered or b"\\" in segment:
-            return True
-        if unquote_to_bytes(segment) in (b".", b".."):
-            return True
-    return False
-
-
 class GatewayApp:
     def __init__(self, table: RouteTable, core: ProxyCore, *, add_slashes: bool) -> None:
         self.table = table
@@ -63,8 +50,9 @@ class GatewayApp:
             await self.core.lifespan(receive, send)
             return
         raw = raw_path(scope)
-        if scope.get("method") == "CONNECT" or not raw.startswith(b"/") or suspicious(raw, self.table.depth):
-            await self._reject(scope, send, 400, {"error": "bad request", "detail": "path not allowed"})
+        refused = refusal(scope, raw, self.table.depth)
+        if refused is not None:
+            await self._reject(scope, send, 400, {"error": "bad request", "detail": refused})
             return
         found = self.table.match(raw)
         if found is None:
@@ -78,11 +66,8 @@ class GatewayApp:
             await self.core.handle(scope, receive, send, route, matched)
 
     async def _reject(self, scope: Scope, send: Send, status: int, body: dict[str, Any]) -> None:
-        if scope["type"] == "websocket":
-            await send({"type": "websocket.close", "code": 1008})
-        else:
-            headers = [(b"connection", b"close")] if status == 400 else []
-            await send_json(send, status, body, headers)
+        headers = [(b"connection", b"close")] if status == 400 else []
+        await answer_json(scope, send, status, body, headers)
 
     async def _add_slash(self, scope: Scope, send: Send, raw: bytes) -> None:
         query = scope.get("query_string", b"")

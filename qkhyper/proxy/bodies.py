@@ -11,6 +11,7 @@ for the *other* side to take a chunk counts against neither.
 from __future__ import annotations
 
 import math
+from collections.abc import Awaitable, Callable
 
 import anyio
 import h11
@@ -74,19 +75,37 @@ class RequestBody:
 
 
 class ResponseBody:
-    """Relays the upstream's body to the client, each chunk as it arrives.
+    """Relays the upstream's body to the client, each chunk as it arrives; owns the connection.
 
-    While it waits for the upstream, `idle` seconds (0: no limit) is the
-    watchdog's deadline; while the client takes a chunk there is none. A body
-    that came whole with its head never waits, so it costs no watchdog entry.
+    Deadlines: while it waits for the upstream, `idle` seconds (0: no limit) is
+    the watchdog's deadline; while the client takes a chunk, `send_timeout`
+    (nginx's `send_timeout`). A body that came whole with its head never waits
+    for the upstream, so it costs no watchdog entry.
+
+    The connection goes back to the pool (`release`) as soon as the upstream's
+    response has ended, before the last chunk is handed to the client: a client
+    that reads slowly holds its own request, never an upstream connection. On
+    any failure before that, the connection is closed.
     """
 
-    def __init__(self, conn: UpstreamConnection, send: Send, watchdog: Watchdog, idle: float) -> None:
+    def __init__(
+        self,
+        conn: UpstreamConnection,
+        send: Send,
+        watchdog: Watchdog,
+        *,
+        idle: float,
+        send_timeout: float,
+        release: Callable[[UpstreamConnection], Awaitable[None]],
+    ) -> None:
         self.conn = conn
         self.send = send
         self.watchdog = watchdog
         self.idle = idle
+        self.send_timeout = send_timeout
+        self.release = release
         self.token: int | None = None
+        self.released = False
 
     async def relay(self, receive: Receive | None) -> None:
         """Send the whole body on; with `receive`, stop as soon as the client leaves.
@@ -103,13 +122,14 @@ class ResponseBody:
             self._unwatch()
 
     async def read_up_to(self, limit: int) -> tuple[list[bytes], bool]:
-        """Read chunks until the end or until more than `limit` bytes; and whether it was the end."""
+        """Read chunks until the end (then release) or more than `limit` bytes; and whether it was the end."""
         chunks: list[bytes] = []
         size = 0
         try:
             while size <= limit:
                 event = await self._next()
                 if isinstance(event, h11.EndOfMessage):
+                    await self.end()
                     return chunks, True
                 assert isinstance(event, h11.Data)
                 chunks.append(event.data)
@@ -117,6 +137,17 @@ class ResponseBody:
         finally:
             self._unwatch()
         return chunks, False
+
+    async def end(self) -> None:
+        """The upstream's response is over: the connection goes back to the pool."""
+        self._unwatch()
+        self.released = True
+        await self.release(self.conn)
+
+    async def close(self) -> None:
+        """After a failure: close the connection, unless it went back to the pool already."""
+        if not self.released:
+            await self.conn.aclose()
 
     async def _next(self) -> h11.Event:
         event = self.conn.peek()
@@ -142,17 +173,26 @@ class ResponseBody:
         return UpstreamIdleTimeout(f"upstream sent nothing for {self.idle:g} s in the middle of the body")
 
     async def _relay(self) -> None:
-        conn, send = self.conn, self.send
+        conn = self.conn
         event = await self._next()
         while not isinstance(event, h11.EndOfMessage):
             assert isinstance(event, h11.Data)
             after = conn.peek()
             if isinstance(after, h11.EndOfMessage):
-                await send({"type": "http.response.body", "body": event.data})
+                await self.end()
+                await self.send({"type": "http.response.body", "body": event.data})
                 return
-            await send({"type": "http.response.body", "body": event.data, "more_body": True})
+            await self.send_more(event.data)
             event = await self._wait() if after is h11.NEED_DATA else after  # type: ignore[assignment]
-        await send({"type": "http.response.body", "body": b""})
+        await self.end()
+        await self.send({"type": "http.response.body", "body": b""})
+
+    async def send_more(self, data: bytes) -> None:
+        """A chunk that is not the last, within send_timeout: the connection is still held meanwhile."""
+        with anyio.move_on_after(self.send_timeout or math.inf) as scope:
+            await self.send({"type": "http.response.body", "body": data, "more_body": True})
+        if scope.cancelled_caught:
+            raise ClientGone(f"the client took no data for {self.send_timeout:g} s")
 
     async def _relay_watched(self, receive: Receive) -> None:
         """As `_relay`, for long or endless bodies: a client that leaves ends it at once."""
@@ -162,7 +202,10 @@ class ResponseBody:
             async def watch_client() -> None:
                 while (await receive())["type"] != "http.disconnect":
                     pass
-                await self.conn.abort(ClientGone("the client disconnected; upstream response abandoned"))
+                # Servers also say disconnect once the response is complete: only a
+                # client gone before the upstream's end abandons the connection.
+                if not self.released:
+                    await self.conn.abort(ClientGone("the client disconnected; upstream response abandoned"))
 
             group.start_soon(watch_client)
             try:
@@ -172,9 +215,3 @@ class ResponseBody:
             group.cancel_scope.cancel()
         if failure is not None:
             raise failure
-
-
-async def drain(conn: UpstreamConnection) -> None:
-    """Read and drop the rest of a response (HEAD, 204, 304, a redirect followed internally)."""
-    while not isinstance(await conn.next_event(), h11.EndOfMessage):
-        pass

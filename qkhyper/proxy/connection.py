@@ -27,8 +27,15 @@ from .errors import BadRequest, MalformedResponse, ProxyError, UpstreamClosed
 
 # Bytes read from an upstream at a time; also the largest body chunk sent on.
 READ_SIZE = 256 * 1024
-# h11 refuses response heads larger than this (its own default is 16 KiB).
+# The largest response head taken from an upstream (h11's own default is 16 KiB).
+# h11 enforces it only on a head still incomplete; a complete one that arrived in a
+# single read (up to READ_SIZE) is measured in _check_head_size.
 MAX_HEAD = 64 * 1024
+
+
+def head_size(event: h11.Response) -> int:
+    """Bytes of a response head: status line and header lines with their CRLFs, and the blank line."""
+    return 17 + len(event.reason) + sum(len(name) + len(value) + 4 for name, value in event.headers.raw_items())
 
 
 class UpstreamConnection:
@@ -39,7 +46,7 @@ class UpstreamConnection:
         self.idle_since = 0.0  # when it last went back to the pool
         self.failure: ProxyError | None = None  # why abort() ended the exchange
         self.wrote = False  # a byte of the current request reached the stream
-        self.heard = False  # a byte of the current response arrived
+        self.heard = 0  # bytes of the current response read so far
         self.eof = False  # the upstream ended its side of the stream
         self.closed = False
 
@@ -77,6 +84,8 @@ class UpstreamConnection:
             except h11.RemoteProtocolError as exc:
                 raise self._unreadable(exc) from None
             if event is not h11.NEED_DATA:
+                if self.heard > MAX_HEAD and type(event) is h11.Response and head_size(event) > MAX_HEAD:
+                    raise self._failed(MalformedResponse(f"response head of {head_size(event)} bytes, over {MAX_HEAD}"))
                 return event  # type: ignore[return-value]
             try:
                 data = await self.stream.receive(READ_SIZE)
@@ -87,7 +96,7 @@ class UpstreamConnection:
                 where = "in the middle of the response head" if self.heard else "without a response"
                 raise self._failed(self._closed(f"upstream closed the connection {where}"))
             self.eof = not data
-            self.heard = True
+            self.heard += len(data)
             self.h11.receive_data(data)
 
     def peek(self) -> h11.Event | type[h11.NEED_DATA]:
@@ -129,9 +138,15 @@ class UpstreamConnection:
         """Ready the connection for the next request; False if it cannot be reused."""
         if self.closed or self.h11.our_state is not h11.DONE or self.h11.their_state is not h11.DONE:
             return False
+        if self.h11.trailing_data[0]:
+            # Bytes after the end of the response (a 204 or 304 with a body, a body
+            # longer than its Content-Length): they would be read as the next client's
+            # response. Such a connection is closed, never reused.
+            return False
         self.h11.start_next_cycle()
         self.idle_since = now
-        self.wrote = self.heard = False
+        self.wrote = False
+        self.heard = 0
         return True
 
     async def aclose(self) -> None:

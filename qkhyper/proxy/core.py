@@ -14,12 +14,13 @@ from collections.abc import Sequence
 
 import anyio
 
+from ..asgi.responses import answer_json
 from ..asgi.types import Receive, Scope, Send
 from ..config.model import Address, ProxySettings
 from .backend import AutoBackend, NetworkBackend
 from .forward import BodyRewriter, Forwarder, RedirectFollower, Route
 from .pool import Clock, Pool, Upstreams
-from .protocol import match_prefix, raw_path
+from .protocol import match_prefix, raw_path, refusal
 from .watchdog import Watchdog
 from .websocket import WebSocketProxy
 
@@ -52,7 +53,11 @@ class ProxyCore:
             clock=clock,
         )
         self.websocket = WebSocketProxy(
-            self.pool, read_timeout=settings.read_timeout, max_message=settings.ws_max_message_size, clock=clock
+            self.pool,
+            read_timeout=settings.read_timeout,
+            send_timeout=settings.send_timeout,
+            max_message=settings.ws_max_message_size,
+            clock=clock,
         )
 
     def route(
@@ -99,10 +104,16 @@ class PrefixProxy:
         self.core = core
         self.route = route
         self.prefix = route.prefix.encode()
+        self.depth = route.prefix.count("/")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             await self.core.lifespan(receive, send)
             return
         raw = raw_path(scope)
+        refused = refusal(scope, raw, self.depth)  # the gateway's rule: CONNECT, `*`, absolute form
+        if refused is not None:
+            body = {"error": "bad request", "detail": refused}
+            await answer_json(scope, send, 400, body, [(b"connection", b"close")])
+            return
         await self.core.handle(scope, receive, send, self.route, match_prefix(raw, self.prefix) or 0)

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 
 import h11
 
-from ..asgi.responses import send_json
+from ..asgi.responses import answer_json
 from ..asgi.types import Receive, Scope, Send
 from ..config.model import Address, ProxySettings
-from .bodies import RequestBody, ResponseBody, drain
+from .bodies import RequestBody, ResponseBody
 from .connection import UpstreamConnection
 from .errors import (
     BodyTooLarge,
@@ -35,6 +35,7 @@ from .errors import (
 from .pool import Clock, Pool, Upstreams
 from .protocol import (
     RequestHead,
+    log_target,
     public_origin,
     raw_path,
     request_head,
@@ -153,13 +154,13 @@ class Forwarder:
 
     async def _fail(self, scope: Scope, send: Send, record: _Record, route: Route, exc: ProxyError) -> None:
         if record.started:
-            log.warning("%s %s -> %s: %s; response cut short", scope["method"], scope["path"], route.label, exc)
+            log.warning("%s %s -> %s: %s; response cut short", scope["method"], log_target(scope), route.label, exc)
             return  # ending the response short is all that is left: the server closes the connection
         record.status = outcome(exc).status
         if isinstance(exc, ClientGone):
             return  # the status is for the access log only: nobody is listening
-        log.warning("%s %s -> %s: %s", scope["method"], scope["path"], route.label, exc)
-        await answer_error(send, exc, route)
+        log.warning("%s %s -> %s: %s", scope["method"], log_target(scope), route.label, exc)
+        await answer_error(scope, send, exc, route)
 
     async def _forward(
         self, scope: Scope, receive: Receive, send: Send, record: _Record, route: Route, matched: int
@@ -181,11 +182,7 @@ class Forwarder:
         )
         response = await self._exchange(route, head, body, receive)
         response = await self._follow(route, head, body, receive, response, path)
-        try:
-            await self._relay(scope, receive, send, record, route, response, path)
-        except BaseException:
-            await _discard(response.conn)
-            raise
+        await self._relay(scope, receive, send, record, route, response, path)  # owns response.conn
         return response.target
 
     async def _exchange(self, route: Route, head: RequestHead, body: RequestBody, receive: Receive) -> UpstreamResponse:
@@ -248,19 +245,19 @@ class Forwarder:
     ) -> UpstreamResponse:
         """--fastapi-redirect: ask again at the path an upstream's trailing-slash redirect names.
 
-        Owns `response.conn` until it is back in the pool: on any failure before that, it is closed.
+        The redirect's connection is closed rather than drained: its body is of no
+        use, and an upstream could make it endless.
         """
         if self.follow_redirect is None or not body.empty:
             return response
         try:
             new_path = self.follow_redirect(route, path, response.event)
-            if new_path is None:
-                return response
-            await drain(response.conn)
         except BaseException:
             await _discard(response.conn)
             raise
-        await self.pool.release(response.conn)
+        if new_path is None:
+            return response
+        await _discard(response.conn)
         self.redirects.put(route.prefix, path, new_path)
         query = head.target.partition(b"?")[2]
         again = dataclasses.replace(head, target=new_path + (b"?" + query if query else b""))
@@ -277,32 +274,40 @@ class Forwarder:
         path: bytes,
     ) -> None:
         event = response.event
-        head = response_headers(event.headers)
-        if head.conflicting:
-            raise MalformedResponse("upstream response has both Content-Length and Transfer-Encoding")
-        headers = head.headers
-        if head.location >= 0:
-            name, value = headers[head.location]
-            headers[head.location] = (
-                name,
-                rewrite_location(value, response.target, public_origin(scope), _sent_prefix(route)),
-            )
         conn = response.conn
+        head = response_headers(event.headers)
         idle = route.sse_idle_timeout if head.event_stream else route.idle_timeout
-        body = ResponseBody(conn, send, self.watchdog, idle)
-        edit = self._rewriter(scope, route, path, event.status_code, head.length)
-        record.status = event.status_code
-        if edit is not None:
-            await self._relay_rewritten(body, record, headers, edit)
-        else:
+        body = ResponseBody(
+            conn, send, self.watchdog, idle=idle, send_timeout=self.settings.send_timeout, release=self.pool.release
+        )
+        try:
+            if head.conflicting:
+                raise MalformedResponse("upstream response has both Content-Length and Transfer-Encoding")
+            if not 200 <= event.status_code < 600:  # 1xx were skipped; h11 takes any three digits
+                raise MalformedResponse(f"upstream answered with status {event.status_code}")
+            headers = head.headers
+            if head.location >= 0:
+                name, value = headers[head.location]
+                public = public_origin(scope)
+                headers[head.location] = (name, rewrite_location(value, response.target, public, _sent_prefix(route)))
+            record.status = event.status_code
+            edit = self._rewriter(scope, route, path, event.status_code, head.length)
+            if edit is not None:
+                await self._relay_rewritten(body, record, headers, edit)
+                return
+            bodiless = scope["method"] == "HEAD" or event.status_code in _NO_BODY_STATUS
+            if event.status_code in _NO_BODY_STATUS:
+                # No body may follow (RFC 9110 §15.3.5, §15.4.5); a length would make servers wait for one.
+                headers = [(k, v) for k, v in headers if k != b"content-length"]
             record.started = True
             await send({"type": "http.response.start", "status": event.status_code, "headers": headers})
             # h11 knows HEAD, 204 and 304 have no body (it ends at once); a short body
             # needs no task watching for the client leaving (performance only).
-            bodiless = scope["method"] == "HEAD" or event.status_code in _NO_BODY_STATUS
             small = bodiless or (not head.event_stream and head.length is not None and head.length <= SMALL_BODY)
             await body.relay(None if small else receive)
-        await self.pool.release(conn)
+        except BaseException:
+            await body.close()
+            raise
 
     def _rewriter(
         self, scope: Scope, route: Route, path: bytes, status: int, length: int | None
@@ -322,7 +327,7 @@ class Forwarder:
         record.started = True
         if not ended:  # too big to edit: what was read goes first, then the rest as it comes
             await body.send({"type": "http.response.start", "status": status, "headers": headers})
-            await body.send({"type": "http.response.body", "body": b"".join(chunks), "more_body": True})
+            await body.send_more(b"".join(chunks))
             await body.relay(None)
             return
         data = edit(b"".join(chunks))
@@ -356,15 +361,15 @@ async def _discard(conn: UpstreamConnection) -> None:
     await conn.aclose()
 
 
-async def answer_error(send: Send, exc: ProxyError, route: Route) -> None:
-    """The small JSON answer for a failed request (never a traceback)."""
+async def answer_error(scope: Scope, send: Send, exc: ProxyError, route: Route) -> None:
+    """The small JSON answer for a failed request or WebSocket handshake (never a traceback)."""
     result = outcome(exc)
     body: dict[str, object] = {"error": result.error, "route": route.label}
     if result.reason:
         body["reason"] = result.reason
     elif result.status == 400:
         body["detail"] = str(exc)
-    await send_json(send, result.status, body, [(b"connection", b"close")] if result.status in _CLOSE else [])
+    await answer_json(scope, send, result.status, body, [(b"connection", b"close")] if result.status in _CLOSE else [])
 
 
 # After these the client's connection may hold bytes nobody read (a body, a smuggled request): close it.
@@ -377,7 +382,7 @@ def _log_access(scope: Scope, status: int, route: Route, target: Address | None,
         '%s "%s %s" %d -> %s %s %.1fms',
         (scope.get("client") or ("-",))[0],
         scope["method"],
-        scope["path"],
+        log_target(scope),
         status,
         route.label,
         where,

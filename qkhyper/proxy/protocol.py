@@ -34,7 +34,19 @@ HOP_BY_HOP = frozenset(
         b"content-length",  # re-derived by the proxy, never copied
     }
 )
-_FORWARDED = frozenset({b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"x-forwarded-prefix"})
+# Set by the proxy, never taken from the client (For is appended to, below). `Forwarded`
+# (RFC 7239), X-Real-IP and X-Forwarded-Port say the same things in other words.
+_FORWARDED = frozenset(
+    {
+        b"x-forwarded-for",
+        b"x-forwarded-proto",
+        b"x-forwarded-host",
+        b"x-forwarded-prefix",
+        b"x-forwarded-port",
+        b"x-real-ip",
+        b"forwarded",
+    }
+)
 # What wsproto writes itself in a WebSocket handshake (Host, key, version, offers).
 WEBSOCKET_OWN = frozenset(
     {b"sec-websocket-key", b"sec-websocket-version", b"sec-websocket-extensions", b"sec-websocket-protocol"}
@@ -126,12 +138,16 @@ class _ClientHead:
                     raise BadRequest("conflicting Content-Length headers")
                 self.length = value.strip()
             elif name == b"transfer-encoding":
+                if self.chunked or value.strip().lower() != b"chunked":  # h11 answers these 501
+                    raise BadRequest("unsupported Transfer-Encoding")
                 self.chunked = True
             elif name == b"x-forwarded-for":
                 self.chain.append(value)
             elif name == b"connection":
                 named |= {t.strip().lower() for t in value.split(b",")}
-            elif name not in dropped and name not in _FORWARDED:
+            elif name not in dropped and name not in _FORWARDED and b"_" not in name:
+                # Underscores: WSGI and CGI upstreams read X_Forwarded_Proto as X-Forwarded-Proto,
+                # so such a header could spoof one the proxy sets (nginx drops them too).
                 self.headers.append((name, value))
         if named - dropped:  # headers the client declared hop-by-hop (RFC 9110 §7.6.1)
             self.headers = [(k, v) for k, v in self.headers if k not in named]
@@ -160,6 +176,25 @@ def _one_host(scope: MutableMapping[str, Any], hosts: list[bytes]) -> bytes:
     if scope.get("http_version", "1.1") not in ("1.0", "0.9"):
         raise BadRequest("no Host header")
     return request_host(scope)
+
+
+def refusal(scope: MutableMapping[str, Any], raw: bytes, depth: int) -> str | None:
+    """Why a request may not be forwarded at all, or None (SPEC §4: no open proxy, no path confusion).
+
+    CONNECT, `*` and absolute-form targets (a path not starting with `/`) are
+    for proxies the client chose, never this one; `.`, `..` or an encoded slash
+    or backslash in the first `depth` segments (those a prefix is matched on)
+    would make the proxy and the upstream disagree about the route.
+    """
+    if scope.get("method") == "CONNECT" or not raw.startswith(b"/"):
+        return "target not allowed"
+    if b"%" not in raw and b"." not in raw and b"\\" not in raw:
+        return None  # the common case, without splitting
+    for segment in raw.split(b"/", depth + 1)[1 : depth + 1]:
+        lowered = segment.lower()
+        if b"%2f" in lowered or b"%5c" in lowered or b"\\" in segment or unquote_to_bytes(segment) in (b".", b".."):
+            return "path not allowed"
+    return None
 
 
 def match_prefix(raw_path: bytes, prefix: bytes) -> int | None:
@@ -262,6 +297,15 @@ def raw_path(scope: MutableMapping[str, Any]) -> bytes:
     """The path as the client sent it; ASGI lets a server leave `raw_path` out, then it is re-quoted."""
     raw: bytes | None = scope.get("raw_path")
     return raw or quote(scope["path"]).encode("ascii")
+
+
+def log_target(scope: MutableMapping[str, Any]) -> str:
+    """The path for a log line: as the client sent it, with anything unprintable escaped.
+
+    The decoded `path` would turn `%0a` into a line break, letting a client
+    write lines of its own into the log.
+    """
+    return raw_path(scope).decode("latin-1").encode("unicode_escape").decode("ascii")
 
 
 def request_host(scope: MutableMapping[str, Any]) -> bytes:

@@ -20,9 +20,11 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 
 import anyio
+import h11
 from wsproto import ConnectionType, WSConnection
 from wsproto.connection import ConnectionState
 from wsproto.events import (
@@ -39,14 +41,15 @@ from wsproto.events import (
 )
 from wsproto.utilities import ProtocolError
 
+from ..asgi.types import Message as AsgiMessage
 from ..asgi.types import Receive, Scope, Send
 from ..config.model import Address
 from .backend import NetworkStream
 from .connection import READ_SIZE
-from .errors import MalformedResponse, ProxyError, ResponseHeadTimeout, UpstreamClosed, outcome
+from .errors import BadRequest, MalformedResponse, ProxyError, ResponseHeadTimeout, UpstreamClosed, outcome
 from .forward import Route, answer_error
 from .pool import Clock, Pool
-from .protocol import raw_path, response_headers, upstream_target, websocket_headers
+from .protocol import log_target, raw_path, response_headers, upstream_target, websocket_headers
 
 log = logging.getLogger("qkhyper.proxy")
 
@@ -63,9 +66,12 @@ def wire_code(code: int | None) -> int:
 class WebSocketProxy:
     """Forwards WebSocket sessions of one route set: connect, handshake, then the bridge."""
 
-    def __init__(self, pool: Pool, *, read_timeout: float, max_message: int, clock: Clock = time.monotonic) -> None:
+    def __init__(
+        self, pool: Pool, *, read_timeout: float, send_timeout: float, max_message: int, clock: Clock = time.monotonic
+    ) -> None:
         self.pool = pool
         self.read_timeout = read_timeout
+        self.send_timeout = send_timeout
         self.max_message = max_message
         self.clock = clock
 
@@ -77,7 +83,7 @@ class WebSocketProxy:
             host, headers = websocket_headers(scope, route.prefix if route.strip else "")
             stream = await self._connect(route)
         except ProxyError as exc:
-            log.warning("websocket %s -> %s: %s", scope["path"], route.label, exc)
+            log.warning("websocket %s -> %s: %s", log_target(scope), route.label, exc)
             await deny(scope, send, exc, route)
             return
         try:
@@ -89,18 +95,20 @@ class WebSocketProxy:
                 extra_headers=headers,
             )
             try:
-                await stream.send(ws.send(request))
+                await stream.send(_handshake_bytes(ws, request))
                 answer = await self._handshake(stream, ws)
             except ProxyError as exc:
-                log.warning("websocket %s -> %s: %s", scope["path"], route.label, exc)
+                log.warning("websocket %s -> %s: %s", log_target(scope), route.label, exc)
                 await deny(scope, send, exc, route)
                 return
             if isinstance(answer, RejectConnection):
-                log.info("websocket %s -> %s: upstream refused with %d", scope["path"], route.label, answer.status_code)
+                log.info(
+                    "websocket %s -> %s: upstream refused with %d", log_target(scope), route.label, answer.status_code
+                )
                 await self._relay_refusal(scope, send, stream, ws, answer)
                 return
             await send({"type": "websocket.accept", "subprotocol": answer.subprotocol})
-            await Bridge(receive, send, stream, ws, self.max_message).run()
+            await Bridge(receive, send, stream, ws, self.max_message, self.send_timeout).run()
         finally:
             with anyio.CancelScope(shield=True):
                 await stream.aclose()
@@ -162,52 +170,101 @@ class WebSocketProxy:
             await send({"type": "websocket.http.response.body", "body": b""})
 
 
+def _handshake_bytes(ws: WSConnection, request: Request) -> bytes:
+    """The handshake request; a Host wsproto cannot write (IDNA refuses `a..b`) is a bad request.
+
+    Raises:
+        BadRequest
+    """
+    try:
+        return ws.send(request)
+    except (UnicodeError, ProtocolError, h11.LocalProtocolError) as exc:
+        raise BadRequest(f"cannot forward this WebSocket handshake: {exc}") from None
+
+
 def _can_deny(scope: Scope) -> bool:
     return "websocket.http.response" in (scope.get("extensions") or {})
 
 
 async def deny(scope: Scope, send: Send, exc: ProxyError, route: Route) -> None:
     """Refuse a WebSocket as the HTTP error the same failure gets on a plain request."""
-    if not _can_deny(scope):
+    if not _can_deny(scope):  # without the extension a close is all there is: 1011 unless it was the client's fault
         await send({"type": "websocket.close", "code": 1008 if outcome(exc).status == 400 else 1011})
         return
 
-    async def as_denial(message: dict[str, object]) -> None:
-        await send({**message, "type": message["type"].replace("http.", "websocket.http.", 1)})  # type: ignore[attr-defined]
+    await answer_error(scope, send, exc, route)
 
-    await answer_error(as_denial, exc, route)  # type: ignore[arg-type]
+
+class _Stuck(Exception):
+    """Internal: a peer took nothing within send_timeout, or is gone; the session ends."""
+
+    def __init__(self, upstream: bool, detail: str) -> None:
+        super().__init__(detail)
+        self.upstream = upstream
 
 
 class Bridge:
-    """The open session: client messages go upstream, upstream messages come back, until one side closes."""
+    """The open session: client messages go upstream, upstream messages come back, until one side closes.
 
-    def __init__(self, receive: Receive, send: Send, stream: NetworkStream, ws: WSConnection, max_message: int):
+    Every send, either way, has `send_timeout`: a peer that stops reading ends
+    the session (the other side is told 1011, or 1001 when it is the upstream)
+    instead of holding messages and both sockets for ever.
+    """
+
+    def __init__(
+        self,
+        receive: Receive,
+        send: Send,
+        stream: NetworkStream,
+        ws: WSConnection,
+        max_message: int,
+        send_timeout: float,
+    ) -> None:
         self.receive = receive
         self.send = send
         self.stream = stream
         self.ws = ws
         self.max_message = max_message
+        self.send_timeout = send_timeout or math.inf
         self.client_gone = False
 
     async def run(self) -> None:
         upstream_done = anyio.Event()
+        stuck: _Stuck | None = None
         async with anyio.create_task_group() as group:
 
             async def client_to_upstream() -> None:
-                await self._client_to_upstream()
-                with anyio.move_on_after(CLOSE_TIMEOUT):  # let the upstream answer the close
-                    await upstream_done.wait()
+                nonlocal stuck
+                try:
+                    await self._client_to_upstream()
+                    with anyio.move_on_after(CLOSE_TIMEOUT):  # let the upstream answer the close
+                        await upstream_done.wait()
+                except _Stuck as exc:
+                    stuck = exc
                 group.cancel_scope.cancel()
 
             async def upstream_to_client() -> None:
-                code, reason = await self._upstream_to_client()
-                upstream_done.set()
-                if not self.client_gone:
-                    await self.send({"type": "websocket.close", "code": code, "reason": reason})
+                nonlocal stuck
+                try:
+                    code, reason = await self._upstream_to_client()
+                    upstream_done.set()
+                    await self._to_client({"type": "websocket.close", "code": code, "reason": reason})
+                except _Stuck as exc:
+                    stuck = exc
                 group.cancel_scope.cancel()
 
             group.start_soon(client_to_upstream)
             group.start_soon(upstream_to_client)
+        if stuck is not None:
+            await self._end_stuck(stuck)
+
+    async def _end_stuck(self, stuck: _Stuck) -> None:
+        log.warning("websocket: %s; closing the session", stuck)
+        with anyio.move_on_after(CLOSE_TIMEOUT):
+            if stuck.upstream:
+                await self._to_client({"type": "websocket.close", "code": 1011, "reason": "upstream not reading"})
+            else:
+                await self._send_upstream(CloseConnection(code=1001, reason="client not reading"))
 
     async def _client_to_upstream(self) -> None:
         while True:
@@ -230,9 +287,8 @@ class Bridge:
     async def _too_big(self) -> None:
         reason = f"message over {self.max_message} bytes"
         await self._send_upstream(CloseConnection(code=MESSAGE_TOO_BIG, reason=reason))
-        if not self.client_gone:
-            self.client_gone = True
-            await self.send({"type": "websocket.close", "code": MESSAGE_TOO_BIG, "reason": reason})
+        await self._to_client({"type": "websocket.close", "code": MESSAGE_TOO_BIG, "reason": reason})
+        self.client_gone = True
 
     async def _upstream_to_client(self) -> tuple[int, str]:
         """Relay upstream messages until it closes; the close code and reason for the client."""
@@ -244,7 +300,7 @@ class Bridge:
                 for event in self.ws.events():
                     if isinstance(event, Message):
                         parts.append(event.data)
-                        size += len(event.data)
+                        size += _size(event.data)
                         if size > self.max_message:
                             await self._too_big()
                             return MESSAGE_TOO_BIG, "message too big"
@@ -269,14 +325,39 @@ class Bridge:
 
     async def _deliver(self, parts: list[str | bytes]) -> None:
         if isinstance(parts[0], str):
-            await self.send({"type": "websocket.send", "text": "".join(parts)})  # type: ignore[arg-type]
+            await self._to_client({"type": "websocket.send", "text": "".join(parts)})  # type: ignore[arg-type]
         else:
-            await self.send({"type": "websocket.send", "bytes": b"".join(parts)})  # type: ignore[arg-type]
+            await self._to_client({"type": "websocket.send", "bytes": b"".join(parts)})  # type: ignore[arg-type]
+
+    async def _to_client(self, message: AsgiMessage) -> None:
+        """Send to the client within send_timeout; a client that has left takes nothing more."""
+        if self.client_gone:
+            return
+        try:
+            with anyio.fail_after(self.send_timeout):
+                await self.send(message)
+        except TimeoutError:
+            self.client_gone = True
+            raise _Stuck(False, f"the client took nothing for {self.send_timeout:g} s") from None
+        except OSError:  # uvicorn's ClientDisconnected: the client left while we were sending
+            self.client_gone = True
+            raise _Stuck(False, "the client left") from None
 
     async def _send_upstream(self, event: Event) -> None:
         try:
-            await self.stream.send(self.ws.send(event))
-        except ConnectionError:
-            pass  # the upstream is gone; the other direction reports it
+            data = self.ws.send(event)
         except ProtocolError as exc:  # wsproto refuses to send after a close: nothing left to say
             log.debug("websocket: not sent upstream: %r", exc)
+            return
+        try:
+            with anyio.fail_after(self.send_timeout):
+                await self.stream.send(data)
+        except ConnectionError:
+            pass  # the upstream is gone; the other direction reports it
+        except TimeoutError:
+            raise _Stuck(True, f"the upstream took nothing for {self.send_timeout:g} s") from None
+
+
+def _size(data: str | bytes) -> int:
+    """Bytes of a message part; a text part counts as UTF-8, as it went over the wire."""
+    return len(data.encode()) if isinstance(data, str) else len(data)

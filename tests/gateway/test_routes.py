@@ -7,11 +7,12 @@ import pytest
 from qkhyper.config.model import RouteSpec
 from qkhyper.config.targets import parse_target
 from qkhyper.errors import ConfigError
-from qkhyper.gateway.app import RouteTable, suspicious
+from qkhyper.gateway.app import RouteTable
 from qkhyper.gateway.docs_fix import fix_docs_page, fix_openapi
 from qkhyper.gateway.routes import merge_routes, parse_upstream
 from qkhyper.proxy.forward import Route
 from qkhyper.proxy.pool import Upstreams
+from qkhyper.proxy.protocol import refusal
 
 
 @pytest.mark.parametrize(
@@ -88,7 +89,20 @@ def test_route_table_matches_whole_segments_longest_first() -> None:
     ],
 )
 def test_suspicious_prefix_segments(path: bytes, bad: bool) -> None:
-    assert suspicious(path, 1) is bad
+    assert (refusal({"method": "GET"}, path, 1) == "path not allowed") is bad
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "why"),
+    [
+        ("CONNECT", b"/x", "target not allowed"),
+        ("OPTIONS", b"*", "target not allowed"),
+        ("GET", b"http://evil.example/x", "target not allowed"),
+        ("GET", b"/x", None),
+    ],
+)
+def test_targets_for_other_proxies_are_refused(method: str, path: bytes, why: str | None) -> None:
+    assert refusal({"method": method}, path, 1) == why
 
 
 def test_docs_fixes_touch_only_the_openapi_url_and_servers() -> None:
@@ -101,6 +115,25 @@ def test_docs_fixes_touch_only_the_openapi_url_and_servers() -> None:
     already = b'{"servers": [{"url": "/users"}]}'
     assert fix_openapi(already, "/users") == already
     assert fix_openapi(b"not json", "/users") == b"not json"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"openapi": "3.1.0", "servers": 5}',  # was a TypeError (traceback, connection dropped)
+        b'{"servers": "/x"}',
+        b"[" * 100000 + b"]" * 100000,  # was a RecursionError
+        b'{"a": ' * 5000 + b"1" + b"}" * 5000,  # parses in C, but too deep to dump again
+        b"\xff\xfe not utf-8",
+    ],
+    ids=["servers-int", "servers-str", "deep-list", "deep-object", "not-utf8"],
+)
+def test_odd_openapi_bodies_pass_through_untouched(body: bytes) -> None:
+    assert fix_openapi(body, "/users") == body
+
+
+def test_openapi_servers_null_is_no_servers() -> None:
+    assert fix_openapi(b'{"servers": null}', "/users") == b'{"servers": [{"url": "/users"}]}'
 
 
 def test_upstreams_options_apply_to_an_apps_route_and_survive_a_move() -> None:

@@ -88,10 +88,14 @@ class Client:
     received: trio.Event = field(default_factory=trio.Event)
 
     async def receive(self) -> Message:
+        """Like a server: the scripted messages, then a disconnect once the client leaves
+        or the response is complete (both servers say so then)."""
         await trio.lowlevel.checkpoint()
         if self.messages:
             return self.messages.pop(0)
-        await self.leave.wait()
+        while not self.complete and not self.leave.is_set():
+            with trio.move_on_after(0.05):
+                await self.leave.wait()
         return {"type": "http.disconnect"}
 
     async def send(self, message: Message) -> None:

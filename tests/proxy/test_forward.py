@@ -513,16 +513,19 @@ def follow_slash(route: Route, path: bytes, head: h11.Response) -> bytes | None:
     return path + b"/" if head.status_code == 307 else None
 
 
-async def test_followed_redirect_releases_the_first_connection_and_is_remembered() -> None:
-    stream = MockStream([response(307, b"", [("Location", "/items/")]), response(200, b"[1]"), response(200, b"[2]")])
-    core, backend = make_core([stream], follow_redirect=follow_slash)
+async def test_followed_redirect_closes_the_first_connection_and_is_remembered() -> None:
+    # The redirect promises 100 bytes and sends 10: draining it would wait for ever.
+    redirect = MockStream([b"HTTP/1.1 307 X\r\nLocation: /items/\r\nContent-Length: 100\r\n\r\n0123456789", HANG])
+    items = MockStream([response(200, b"[1]"), response(200, b"[2]")])
+    core, backend = make_core([redirect, items], follow_redirect=follow_slash)
     first, second = Client(), Client()
     await call(core, http_scope("/up/items"), first)
     await call(core, http_scope("/up/items"), second)
     assert (first.status, first.body, second.body) == (200, b"[1]", b"[2]")
-    assert request_line(stream.written, 1) == b"GET /items/ HTTP/1.1"
-    assert request_line(stream.written, 2) == b"GET /items/ HTTP/1.1"  # asked directly the second time
-    assert len(backend.opened) == 1
+    assert redirect.closed and trio.current_time() < 1
+    assert request_line(items.written, 0) == b"GET /items/ HTTP/1.1"
+    assert request_line(items.written, 1) == b"GET /items/ HTTP/1.1"  # asked directly the second time
+    assert len(backend.opened) == 2
     assert_no_leak(core, backend)
 
 
@@ -734,10 +737,11 @@ async def test_body_of_exactly_the_limit_passes() -> None:
 
 
 async def test_followed_redirect_keeps_the_query() -> None:
-    stream = MockStream([response(307, b"", [("Location", "/items/?a=1?b")]), response(200, b"[1]")])
-    core, _ = make_core([stream], follow_redirect=follow_slash)
+    redirect = MockStream([response(307, b"", [("Location", "/items/?a=1?b")])])
+    stream = MockStream([response(200, b"[1]")])
+    core, _ = make_core([redirect, stream], follow_redirect=follow_slash)
     await call(core, http_scope("/up/items", query=b"a=1?b"), Client())
-    assert request_line(stream.written, 1) == b"GET /items/?a=1?b HTTP/1.1"
+    assert request_line(stream.written) == b"GET /items/?a=1?b HTTP/1.1"
     assert core.forward.redirects.get("/up", b"/items") == b"/items/"
 
 
@@ -823,8 +827,8 @@ async def test_head_timeout_log_line(caplog: pytest.LogCaptureFixture) -> None:
 
 
 async def test_client_leaving_during_a_followed_redirect_is_noticed() -> None:
-    stream = MockStream([response(307, b"", [("Location", "/items/")]), HANG])
-    core, backend = make_core([stream], follow_redirect=follow_slash)
+    redirect, stream = MockStream([response(307, b"", [("Location", "/items/")])]), MockStream([HANG])
+    core, backend = make_core([redirect, stream], follow_redirect=follow_slash)
     client = Client()
 
     async def leave_later() -> None:
@@ -876,3 +880,119 @@ async def test_access_log_without_a_client_address(caplog: pytest.LogCaptureFixt
     with caplog.at_level(logging.INFO, "qkhyper.access"):
         await call(core, scope, Client())
     assert caplog.records[0].getMessage().startswith('- "GET /up/x" 200 -> /up up.test:9000 ')
+
+
+# --- what the hostile review found -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "first"),
+    [
+        ("GET", response(204, b"", length=False) + response(200, b"EVIL!", [("X-Smuggled", "yes")])),
+        ("GET", response(304, b"", length=False) + b"stale body"),
+        ("HEAD", response(200, b"", [("Content-Length", "5")], length=False) + b"12345"),
+        ("GET", response(200, b"ok") + b"and more"),
+    ],
+    ids=["204+response", "304+body", "HEAD+body", "longer-than-length"],
+)
+async def test_bytes_after_a_response_never_reach_the_next_client(method: str, first: bytes) -> None:
+    desync = MockStream([first, response(200, b"wrong")])
+    clean = MockStream([response(200, b"right")])
+    core, backend = make_core([desync, clean])
+    await call(core, http_scope(method=method), Client())
+    client = Client()
+    await call(core, http_scope(), client)
+    assert (client.status, client.body) == (200, b"right") and desync.closed
+    assert_no_leak(core, backend)
+
+
+async def test_a_complete_response_head_over_64_kib_is_502() -> None:
+    big = b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * 70_000 + b"\r\nContent-Length: 2\r\n\r\nok"
+    core, backend = make_core([MockStream([big])])  # one read: h11 alone would take it
+    client = Client()
+    await call(core, http_scope(), client)
+    assert client.status == 502 and client.json["reason"] == "upstream sent a malformed response"
+    assert_no_leak(core, backend)
+
+
+@pytest.mark.parametrize("status", [204, 304])
+async def test_no_content_length_on_bodiless_statuses(status: int) -> None:
+    core, _ = make_core([MockStream([response(status, b"", [("Content-Length", "42")], length=False)])])
+    client = Client()
+    await call(core, http_scope(), client)
+    assert client.status == status and b"content-length" not in client.headers and client.complete
+
+
+@pytest.mark.parametrize("status", [600, 999])
+async def test_statuses_past_599_are_malformed(status: int) -> None:
+    core, backend = make_core([MockStream([response(status, b"x")])])
+    client = Client()
+    await call(core, http_scope(), client)
+    assert client.status == 502
+    assert_no_leak(core, backend)
+
+
+@pytest.mark.parametrize("chunked_body", [False, True], ids=["length", "chunked"])
+async def test_a_long_body_returns_its_connection_to_the_pool(chunked_body: bool) -> None:
+    """The server says disconnect once the response is complete: that is no client leaving."""
+    body = b"z" * (2 * 1024 * 1024)
+    reply = chunked(body) if chunked_body else response(200, body)
+    stream = MockStream([reply, response(200, b"again")])
+    core, backend = make_core([stream])
+    await call(core, http_scope(), Client())
+    client = Client()
+    await call(core, http_scope(), client)
+    assert client.body == b"again" and len(backend.opened) == 1
+    assert_no_leak(core, backend)
+
+
+class StuckClient(Client):
+    """A client that stops reading: its send blocks once `after` body messages were taken."""
+
+    def __init__(self, after: int) -> None:
+        super().__init__()
+        self.after = after
+
+    async def send(self, message: dict[str, object]) -> None:  # type: ignore[override]
+        if message["type"] == "http.response.body" and self.after == 0:
+            await trio.sleep_forever()
+        if message["type"] == "http.response.body":
+            self.after -= 1
+        await super().send(message)  # type: ignore[arg-type]
+
+
+async def test_a_client_that_stops_reading_a_stream_is_dropped_after_send_timeout() -> None:
+    stream = MockStream([chunked(b"a" * 1000, b"b" * 1000)[:-5], HANG])
+    core, backend = make_core([stream], settings(send_timeout=30.0))
+    client = StuckClient(after=0)
+    start = trio.current_time()
+    await call(core, http_scope(), client)
+    assert stream.closed and 30 <= trio.current_time() - start <= 31
+    assert_no_leak(core, backend)
+
+
+async def test_a_client_that_stops_reading_holds_no_upstream_connection() -> None:
+    stream = MockStream([response(200, b"whole body, one read"), response(200, b"next")])
+    core, backend = make_core([stream])
+    stuck = StuckClient(after=0)
+    async with running(core) as nursery:
+        nursery.start_soon(core.handle, http_scope(), stuck.receive, stuck.send, route(core), 3)
+        await trio.sleep(1)
+        assert core.pool.idle_count(TARGET) == 1  # back in the pool while the client is stuck
+        other = Client()
+        await core.handle(http_scope(), other.receive, other.send, route(core), 3)
+        assert other.body == b"next" and len(backend.opened) == 1
+        nursery.cancel_scope.cancel()
+
+
+async def test_static_api_prefix_refuses_what_the_gateway_refuses() -> None:
+    """`static`'s /api proxy applies the gateway's `refusal`: CONNECT under the prefix was a traceback."""
+    from qkhyper.proxy.core import PrefixProxy
+
+    core, backend = make_core([])
+    client = Client()
+    async with running(core):
+        await PrefixProxy(core, route(core))(http_scope("/up/x", "CONNECT"), client.receive, client.send)
+    assert client.status == 400, client.sent
+    assert client.json["error"] == "bad request"
+    assert backend.opened == []

@@ -8,6 +8,7 @@ from qkhyper.asgi.types import Scope
 from qkhyper.proxy.errors import BadRequest
 from qkhyper.proxy.pool import Upstreams
 from qkhyper.proxy.protocol import (
+    log_target,
     match_prefix,
     request_head,
     response_headers,
@@ -217,3 +218,19 @@ def test_round_robin_prefers_healthy_targets() -> None:
     upstreams.mark_down(("b", 2), now=100)
     assert upstreams.order(105) == [("a", 1), ("c", 3), ("b", 2)]
     assert upstreams.order(111)[0] == ("b", 2)  # back after 10 s
+
+
+@pytest.mark.parametrize(
+    ("raw", "path", "logged"),
+    [
+        (b"/up/a%0aFAKE", "/up/a\nFAKE", "/up/a%0aFAKE"),  # the decoded path would break the line
+        (b"/up/\xc3\xa9", "/up/\u00e9", "/up/\\xc3\\xa9"),
+        (None, "/up/a\nb", "/up/a%0Ab"),  # no raw_path: re-quoted
+    ],
+)
+def test_log_lines_get_the_path_as_sent_and_printable(raw: bytes | None, path: str, logged: str) -> None:
+    the_scope: Scope = {"path": path}
+    if raw is not None:
+        the_scope["raw_path"] = raw
+    assert log_target(the_scope) == logged
+    assert "\n" not in log_target(the_scope)

@@ -205,3 +205,70 @@ async def test_refusal_body_cut_short_is_not_completed() -> None:
     client = Client([CONNECT])
     await call(core, ws_scope(), client)
     assert client.status == 404 and client.body == b"abc" and not client.complete
+
+
+@pytest.mark.parametrize("host", [b"a..b", b".", b"x" * 64 + b".example"])
+async def test_a_host_the_handshake_cannot_carry_is_400(host: bytes) -> None:
+    core, backend = make_core([MockStream([HANG])])
+    client = Client([CONNECT])
+    await call(core, ws_scope(headers=[(b"host", host)]), client)
+    assert client.status == 400 and client.json["detail"].startswith("cannot forward this WebSocket handshake")
+    assert backend.opened[0].closed
+
+
+async def test_upstream_text_is_counted_in_bytes() -> None:
+    emoji = "\U0001f600" * 3  # 3 characters, 12 bytes
+    stream = MockStream([lambda w: ws_accept(w, frame(0x1, emoji.encode())), HANG])
+    core, _backend = make_core([stream], settings(ws_max_message_size=10))
+    client = Client([CONNECT])
+    await call(core, ws_scope(), client)
+    assert sent_of(client, "websocket.send") == [] and sent_of(client, "websocket.close")[0]["code"] == 1009
+
+
+async def test_an_upstream_that_stops_reading_ends_the_session() -> None:
+    class NotReading(MockStream):
+        async def send(self, data: bytes) -> None:
+            if self.sends >= 1:  # takes the handshake, then nothing
+                await trio.sleep_forever()
+            await super().send(data)
+
+    stream = NotReading([lambda w: ws_accept(w), HANG])
+    core, _backend = make_core([stream], settings(send_timeout=20.0))
+    client = Client([CONNECT, {"type": "websocket.receive", "text": "hello"}])
+    start = trio.current_time()
+    await call(core, ws_scope(), client)
+    assert sent_of(client, "websocket.close") == [
+        {"type": "websocket.close", "code": 1011, "reason": "upstream not reading"}
+    ]
+    assert stream.closed and 20 <= trio.current_time() - start <= 22
+
+
+class SlowClient(Client):
+    async def send(self, message: Message) -> None:
+        if message["type"] == "websocket.send":
+            await trio.sleep_forever()
+        await super().send(message)
+
+
+async def test_a_client_that_stops_reading_ends_the_session() -> None:
+    stream = MockStream([lambda w: ws_accept(w, frame(0x1, b"one")), HANG])
+    core, _backend = make_core([stream], settings(send_timeout=20.0))
+    client = SlowClient([CONNECT])
+    start = trio.current_time()
+    await call(core, ws_scope(), client)
+    assert client_frames(stream.written) == [(0x8, struct.pack("!H", 1001) + b"client not reading")]
+    assert stream.closed and 20 <= trio.current_time() - start <= 22
+
+
+class GoneClient(Client):
+    async def send(self, message: Message) -> None:
+        if message["type"] == "websocket.send":
+            raise ConnectionResetError("client disconnected")  # what uvicorn raises (ClientDisconnected)
+        await super().send(message)
+
+
+async def test_a_client_gone_while_sending_is_no_traceback() -> None:
+    stream = MockStream([lambda w: ws_accept(w, frame(0x1, b"one")), HANG])
+    core, _backend = make_core([stream])
+    await call(core, ws_scope(), GoneClient([CONNECT]))
+    assert stream.closed
