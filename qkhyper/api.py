@@ -6,6 +6,7 @@ and turns `QkhyperError` into one line and an exit code.
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import TextIO
 
 import trio
 
+from .advice import start_warnings
 from .config.load import DEMO_CONFIG, load_settings
 from .config.model import Settings, StaticOptions
 from .config.targets import parse_http_url
@@ -24,6 +26,8 @@ from .logs import LabelWriter, configure, format_table
 from .supervisor.plan import EVERY_APP, Selection, ServePlan, builtin_plan, make_plan, with_debug
 from .supervisor.reload import make_watch_plan
 from .supervisor.run import Reloader, supervise
+
+log = logging.getLogger("qkhyper")
 
 STATIC_FACTORY = "qkhyper.static.app:create"
 GATEWAY_FACTORY = "qkhyper.gateway.app:create"
@@ -60,7 +64,7 @@ def serve(
         reread = reload_settings or (lambda: load_settings(str(settings.config_file or DEMO_CONFIG)))
         watch_plan = make_watch_plan(plan, settings.base_dir, settings.config_file, reload_dirs)
         reloader = Reloader(watch_plan, lambda: make_plan(reread(), selection))
-    return _run(plan, reloader, stream, debug)
+    return _run(plan, reloader, stream, debug, warnings=start_warnings(settings))
 
 
 def static(
@@ -77,7 +81,7 @@ def static(
     """
     options = static_options(settings)
     plan = builtin_plan(settings, "static", STATIC_FACTORY, options, port=settings.qkhyper.static.port, workers=workers)
-    return _run(plan, None, stream, debug)
+    return _run(plan, None, stream, debug, warnings=start_warnings(settings, proxy_headers=False))
 
 
 def static_options(settings: Settings) -> StaticOptions:
@@ -117,7 +121,7 @@ def gateway(
     writer = LabelWriter(stream or sys.stderr, ["gateway"])
     for line in describe_routes(options):
         writer.line("qkhyper", f"route {line}")
-    return _run(plan, None, stream, debug, writer)
+    return _run(plan, None, stream, debug, writer, start_warnings(settings, proxy_headers=False))
 
 
 def _run(
@@ -126,11 +130,14 @@ def _run(
     stream: TextIO | None,
     debug: bool,
     writer: LabelWriter | None = None,
+    warnings: Sequence[str] = (),
 ) -> int:
     writer = writer or LabelWriter(stream or sys.stderr, [unit.label for unit in plan.units])
     if debug:
         plan = with_debug(plan)
     configure(writer, debug)
+    for line in warnings:
+        log.warning("warning: %s", line)
     try:
         return trio.run(supervise, plan, writer, reloader)
     except BaseExceptionGroup as group:
@@ -159,6 +166,9 @@ def check(settings: Settings, stream: TextIO | None = None) -> int:
     make_plan(settings)  # the same checks `serve` makes before it binds anything
     out.write(f"config:  {settings.source}\n")
     out.write(f"backend: {qk.backend} (worker class {qk.worker_class}), host {qk.host}\n")
+    out.write(f"trusted: {', '.join(qk.forwarded_allow_ips) or '(nobody)'} (X-Forwarded-* believed from these peers)\n")
+    for line in start_warnings(settings):
+        out.write(f"warning: {line}\n")
     rows = [("app", "prefix", "port", "workers", "target")]
     for spec in qk.apps:
         port = str(spec.port) if spec.port else "auto"

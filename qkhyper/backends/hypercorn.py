@@ -17,6 +17,7 @@ from ..asgi.types import ASGIApp
 from ..config.model import EdgeLimits
 from . import resolve_worker_class
 from .base import ACCEPT_GRACE, ServerOptions
+from .serverkeys import hypercorn_mapping
 
 if TYPE_CHECKING:
     from trio import CancelScope
@@ -25,7 +26,7 @@ log = logging.getLogger("qkhyper.backend")
 
 
 def make_config(sock: socket.socket, options: ServerOptions) -> Config:
-    config = Config.from_mapping(options.hypercorn)
+    config = Config.from_mapping(hypercorn_mapping(options.hypercorn))
     config.bind = [f"fd://{sock.fileno()}"]
     # h11's limit on an incomplete head (it answers 431); EdgeH11Protocol also
     # measures complete heads, and this one still holds should that patch not apply.

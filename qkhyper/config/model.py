@@ -25,6 +25,11 @@ class AppSpec:
     prefix: str = ""
     port: int = 0
     workers: int = 1
+    # A unix socket instead of host:port: "unix:/run/qkhyper/users.sock".
+    bind: str = ""
+    socket_mode: int | None = None  # e.g. 0o660; None: as the umask leaves it
+    socket_owner: str = ""  # user name or uid; "" leaves it as created
+    socket_group: str = ""  # group name or gid
 
 
 MIB = 1024 * 1024
@@ -111,8 +116,9 @@ class QkhyperSettings:
     worker_class: str = "uvloop"
     port_map: str = ".qkhyper/ports.json"
     docs_assets: str = "local"
-    # Peers whose X-Forwarded-* headers are believed (SPEC §3). "*" trusts all.
-    forwarded_allow_ips: list[str] = field(default_factory=lambda: ["127.0.0.1", "::1"])
+    # Peers whose X-Forwarded-* headers are believed (SPEC §3): addresses, networks,
+    # "unix" (peers on a unix socket, local like 127.0.0.1) or "*" (everyone).
+    forwarded_allow_ips: list[str] = field(default_factory=lambda: ["127.0.0.1", "::1", "unix"])
     # Seconds a child may take to import its app and finish lifespan startup.
     ready_timeout: float = 60.0
     # Edge limits for every server qkhyper runs (serve, gateway, static): see EdgeLimits.

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from ..asgi.edge import EdgeMiddleware
 from ..asgi.host import HostApp, make_mounts
-from ..asgi.proxy_headers import ProxyHeadersMiddleware, TrustedPeers
+from ..asgi.proxy_headers import ProxyHeadersMiddleware, RootPathMiddleware, TrustedPeers
 from ..asgi.types import ASGIApp
 from ..backends import ServerOptions, get_backend
 from ..errors import QkhyperError
@@ -91,7 +91,9 @@ def _host_app(spec: ChildSpec, reporter: Reporter) -> ASGIApp:
         from ..asgi.docs_assets import DocsAssetsMiddleware
 
         app = DocsAssetsMiddleware(app)
-    return ProxyHeadersMiddleware(app, TrustedPeers(spec.trusted))
+    app = ProxyHeadersMiddleware(app, TrustedPeers(spec.trusted))
+    root_path = spec.hypercorn.get("root_path")  # applied here for both servers (backends/serverkeys.py)
+    return RootPathMiddleware(app, root_path) if root_path else app
 
 
 def _log_to_stderr(debug: bool) -> None:

@@ -120,6 +120,8 @@ def make_plan(settings: Settings, selection: Selection = EVERY_APP) -> ServePlan
     chosen = select_apps(settings, names, selection.exclude)
     if workers is not None and workers < 1:
         raise UsageError(f"--workers must be at least 1, got {workers}")
+    if port is not None and not 0 <= port <= 65535:  # the CLI checks too; this is for API callers
+        raise UsageError(f"--port must be a port number 0-65535, got {port}")
 
     def child(label: str, refs: list[AppRef]) -> ChildSpec:
         return child_spec(settings, label, refs)

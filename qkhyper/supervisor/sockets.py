@@ -13,13 +13,12 @@ import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from ..backends import serverkeys
 from ..errors import ConfigError
 from .plan import Unit
 
-BACKLOG = 2048
 
-
-def bind_socket(host: str, port: int, label: str) -> socket.socket:
+def bind_socket(host: str, port: int, label: str, backlog: int) -> socket.socket:
     """Bind and listen on `host:port` (port 0 picks a free one).
 
     Raises:
@@ -35,7 +34,7 @@ def bind_socket(host: str, port: int, label: str) -> socket.socket:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.bind(address)
-        sock.listen(BACKLOG)
+        sock.listen(backlog)  # the number both servers listen with again (serverkeys.backlog)
     except OSError as exc:
         sock.close()
         if exc.errno == errno.EADDRINUSE:
@@ -51,7 +50,8 @@ def bound_sockets(units: list[Unit]) -> Iterator[dict[str, socket.socket]]:
     sockets: dict[str, socket.socket] = {}
     try:
         for unit in units:
-            sockets[unit.label] = bind_socket(unit.host, unit.port, unit.label)
+            backlog = serverkeys.backlog(unit.child.hypercorn)
+            sockets[unit.label] = bind_socket(unit.host, unit.port, unit.label, backlog)
         yield sockets
     finally:
         for sock in sockets.values():
