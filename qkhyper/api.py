@@ -17,6 +17,7 @@ import trio
 from .advice import start_warnings
 from .config.load import DEMO_CONFIG, load_settings
 from .config.model import Settings, StaticOptions
+from .config.portmap import read_port_map
 from .config.targets import parse_http_url
 from .errors import QkhyperError, UsageError
 from .gateway.routes import describe as describe_routes
@@ -114,11 +115,14 @@ def gateway(
     Raises:
         ConfigError: duplicate prefixes, malformed upstreams, no route at all (exit 2).
     """
-    options = gateway_options(settings, upstreams)
+    ports = read_port_map(settings.port_map_path(), config=settings.source)
+    options = gateway_options(settings, upstreams, ports.apps)
     plan = builtin_plan(
         settings, "gateway", GATEWAY_FACTORY, options, port=settings.qkhyper.gateway.port, workers=workers
     )
     writer = LabelWriter(stream or sys.stderr, ["gateway"])
+    for line in ports.warnings:
+        writer.line("qkhyper", f"warning: {line}")
     for line in describe_routes(options):
         writer.line("qkhyper", f"route {line}")
     return _run(plan, None, stream, debug, writer, start_warnings(settings, proxy_headers=False))

@@ -73,6 +73,7 @@ class ServePlan:
     graceful_timeout: float
     ready_timeout: float
     port_map: str
+    source: str = ""  # the config file (Settings.source), recorded in the port map
 
 
 def select_apps(settings: Settings, names: Sequence[str], exclude: Sequence[str]) -> list[str]:
@@ -150,6 +151,7 @@ def make_plan(settings: Settings, selection: Selection = EVERY_APP) -> ServePlan
         graceful_timeout=settings.graceful_timeout,
         ready_timeout=qk.ready_timeout,
         port_map=str(settings.port_map_path()),
+        source=settings.source,
     )
 
 

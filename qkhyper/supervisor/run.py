@@ -13,11 +13,13 @@ import os
 import signal
 import socket
 from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 import trio
 
-from ..config.portmap import write_port_map
+from ..config.portentries import PortEntry
+from ..config.portmap import recorded_ports
 from ..errors import QkhyperError
 from ..logs import SUPERVISOR_LABEL, LabelWriter, format_table
 from .plan import ServePlan, Unit
@@ -25,7 +27,7 @@ from .reaper import reap_forever
 from .reload import WatchPlan, watch
 from .signals import HANDLED, Command, command_for
 from .slot import Slot, SlotConfig
-from .sockets import bound_port, bound_sockets
+from .sockets import bound_sockets, listen_url, port_entry
 
 log = logging.getLogger("qkhyper.supervisor")
 
@@ -236,8 +238,7 @@ class Supervisor:
     def _print_table(self) -> None:
         rows = [("app", "prefix", "url", "pids")]
         for unit in self.plan.units:
-            port = bound_port(self.sockets[unit.label])
-            url = f"http://{_url_host(unit.host)}:{port}"
+            url = listen_url(unit.host, self.sockets[unit.label])
             rows.append((unit.label, " ".join("/" + p for p in unit.prefixes), url, self._pids(unit.label)))
         for line in format_table(rows):
             self.writer.line(SUPERVISOR_LABEL, line)
@@ -246,21 +247,19 @@ class Supervisor:
         log.info("ready: %d app(s), %d worker(s); Ctrl-C to stop", apps, workers)
 
 
-def _url_host(host: str) -> str:
-    return f"[{host}]" if ":" in host else host
-
-
-def port_map_entries(plan: ServePlan, sockets: dict[str, socket.socket]) -> dict[str, dict[str, object]]:
-    entries: dict[str, dict[str, object]] = {}
+def port_map_entries(plan: ServePlan, sockets: dict[str, socket.socket]) -> dict[str, PortEntry]:
+    entries: dict[str, PortEntry] = {}
     for unit in plan.units:
         for ref in unit.child.apps:
-            entries[ref.name] = {
-                "host": unit.host,
-                "port": bound_port(sockets[unit.label]),
-                "prefix": "/" + (ref.prefix or unit.prefixes[0]),
-                "aio": bool(ref.prefix),
-            }
+            prefix = "/" + (ref.prefix or unit.prefixes[0])
+            entries[ref.name] = port_entry(unit.host, sockets[unit.label], prefix, bool(ref.prefix))
     return entries
+
+
+def _port_map(plan: ServePlan, sockets: dict[str, socket.socket]) -> AbstractContextManager[None]:
+    if not plan.port_map:
+        return nullcontext()
+    return recorded_ports(Path(plan.port_map), port_map_entries(plan, sockets), config=plan.source)
 
 
 async def supervise(
@@ -276,7 +275,5 @@ async def supervise(
         ConfigError: a port is taken (before any worker starts).
         AppStartupError: a worker failed to import, start or get ready.
     """
-    with bound_sockets(plan.units) as sockets:
-        if plan.port_map:
-            write_port_map(Path(plan.port_map), port_map_entries(plan, sockets))
+    with bound_sockets(plan.units) as sockets, _port_map(plan, sockets):
         return await Supervisor(plan, sockets, writer, reloader).run(task_status)

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from ..backends import serverkeys
+from ..config.portentries import PortEntry
 from ..errors import ConfigError
 from .plan import Unit
 
@@ -60,3 +61,17 @@ def bound_sockets(units: list[Unit]) -> Iterator[dict[str, socket.socket]]:
 
 def bound_port(sock: socket.socket) -> int:
     return int(sock.getsockname()[1])
+
+
+def listen_url(host: str, sock: socket.socket) -> str:
+    """Where a unit listens, for the ready table: `http://host:port` or `unix:/path`."""
+    if sock.family == socket.AF_UNIX:
+        return f"unix:{sock.getsockname()}"
+    return f"http://{f'[{host}]' if ':' in host else host}:{bound_port(sock)}"
+
+
+def port_entry(host: str, sock: socket.socket, prefix: str, aio: bool) -> PortEntry:
+    """What the port map records for an app served on `sock`."""
+    if sock.family == socket.AF_UNIX:
+        return PortEntry(prefix, aio, unix=str(sock.getsockname()))
+    return PortEntry(prefix, aio, host, bound_port(sock))
