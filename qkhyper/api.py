@@ -24,7 +24,7 @@ from .gateway.routes import describe as describe_routes
 from .gateway.routes import gateway_options
 from .loader import load_app
 from .logs import LabelWriter, configure, format_table
-from .supervisor.plan import EVERY_APP, Selection, ServePlan, builtin_plan, make_plan, with_debug
+from .supervisor.plan import EVERY_APP, Selection, ServePlan, app_environments, builtin_plan, make_plan, with_debug
 from .supervisor.reload import make_watch_plan
 from .supervisor.run import Reloader, supervise
 
@@ -179,6 +179,10 @@ def check(settings: Settings, stream: TextIO | None = None) -> int:
         rows.append((spec.name, "/" + spec.prefix, port, str(spec.workers), spec.app))
     for line in format_table(rows):
         out.write(line + "\n")
+    for name, env in app_environments(settings, [spec.name for spec in qk.apps]).items():
+        if env.sources:  # names and where each came from; values never, they may be secrets
+            names = ", ".join(f"{key} ({source})" for key, source in sorted(env.sources.items()))
+            out.write(f"env {name}: {names}\n")
     for spec in qk.apps:
         load_app(spec.name, spec.app, settings.base_dir)
     out.write(f"ok: {len(qk.apps)} app(s) import\n")

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, UsageError
+from .environ import check_env_table
 from .hypercorn_values import check_hypercorn_values
 from .listeners import check_listener, check_trusted
 from .model import (
@@ -353,6 +354,7 @@ def _check_apps(apps: list[AppSpec]) -> list[AppSpec]:
         if spec.workers < 1:
             raise ConfigError(f"{where}.workers must be at least 1, got {spec.workers}")
         check_listener(spec, where)
+        check_env_table(spec.env, where)
         for attr in ("name", "prefix", "port", "bind"):
             value = getattr(spec, attr)
             if not value and attr in ("port", "bind"):  # auto ports and TCP apps may repeat

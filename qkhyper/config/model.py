@@ -25,6 +25,11 @@ class AppSpec:
     prefix: str = ""
     port: int = 0
     workers: int = 1
+    # Variables the worker gets in its environment before the app is imported
+    # (README "Per-app environment": env beats env_file beats [qkhyper] env_file
+    # beats what qkhyper inherited). Values never leave the parent by argv.
+    env: dict[str, str] = field(default_factory=dict)
+    env_file: str = ""  # dotenv file, relative to the config's folder
     # A unix socket instead of host:port: "unix:/run/qkhyper/users.sock".
     bind: str = ""
     socket_mode: int | None = None  # e.g. 0o660; None: as the umask leaves it
@@ -119,6 +124,7 @@ class QkhyperSettings:
     # Peers whose X-Forwarded-* headers are believed (SPEC §3): addresses, networks,
     # "unix" (peers on a unix socket, local like 127.0.0.1) or "*" (everyone).
     forwarded_allow_ips: list[str] = field(default_factory=lambda: ["127.0.0.1", "::1", "unix"])
+    env_file: str = ""  # dotenv file every app gets (below each app's own env_file and env)
     # Seconds a child may take to import its app and finish lifespan startup.
     ready_timeout: float = 60.0
     # Edge limits for every server qkhyper runs (serve, gateway, static): see EdgeLimits.

@@ -10,11 +10,13 @@ from __future__ import annotations
 import base64
 import dataclasses
 import importlib.util
+import os
 import pickle
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..config.environ import AppEnvironment, app_environment, shared_environment
 from ..config.load import did_you_mean
 from ..config.model import BuiltinOptions, EdgeLimits, Settings
 from ..errors import ConfigError, UsageError
@@ -65,6 +67,9 @@ class Unit:
     port: int
     workers: int
     child: ChildSpec
+    # The app's variables (config/environ.py): set in the worker's environment at exec,
+    # never in `child`, which travels in argv where `ps` shows it to every local user.
+    env: dict[str, str] = field(default_factory=dict, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,11 +114,20 @@ def with_debug(plan: ServePlan) -> ServePlan:
     return dataclasses.replace(plan, units=units)
 
 
+def app_environments(
+    settings: Settings, names: Sequence[str], inherited: Mapping[str, str] | None = None
+) -> dict[str, AppEnvironment]:
+    """Each named app's variables, env files read now (`inherited`: qkhyper's own environment)."""
+    inherited = os.environ if inherited is None else inherited
+    return {name: app_environment(settings, settings.app(name), inherited) for name in names}
+
+
 def make_plan(settings: Settings, selection: Selection = EVERY_APP) -> ServePlan:
     """Turn settings plus the command line's selection into units.
 
     Raises:
         UsageError: unknown app, `--port` with several apps, missing backend.
+        ConfigError: a missing or malformed env file, or --aio apps needing two values of one variable.
     """
     qk = settings.qkhyper
     check_backend(qk.backend, qk.worker_class)
@@ -128,10 +142,12 @@ def make_plan(settings: Settings, selection: Selection = EVERY_APP) -> ServePlan
         return child_spec(settings, label, refs)
 
     specs = [settings.app(n) for n in chosen]
+    envs = app_environments(settings, chosen)
     if aio:
         refs = [AppRef(s.name, s.app, s.prefix) for s in specs]
         unit_port = qk.gateway.port if port is None else port
-        units = [Unit("aio", [s.prefix for s in specs], qk.host, unit_port, workers or 1, child("aio", refs))]
+        env = shared_environment(envs).values
+        units = [Unit("aio", [s.prefix for s in specs], qk.host, unit_port, workers or 1, child("aio", refs), env)]
     else:
         if port is not None and len(specs) > 1:
             raise UsageError("--port needs exactly one app (or --aio); name the app: qkhyper serve NAME --port P")
@@ -143,6 +159,7 @@ def make_plan(settings: Settings, selection: Selection = EVERY_APP) -> ServePlan
                 s.port if port is None else port,
                 workers or s.workers,
                 child(s.name, [AppRef(s.name, s.app, "")]),
+                envs[s.name].values,
             )
             for s in specs
         ]

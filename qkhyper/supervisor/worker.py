@@ -18,6 +18,7 @@ import trio
 
 from ..errors import AppStartupError
 from ..logs import LabelWriter
+from .childenv import worker_environ
 from .plan import Unit
 
 log = logging.getLogger("qkhyper.supervisor")
@@ -70,7 +71,7 @@ class Worker:
             str(ready_w),
             str(self.lifeline),
         ]
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = worker_environ(os.environ, self.unit.env)
         try:
             self.process = await trio.lowlevel.open_process(
                 argv,
