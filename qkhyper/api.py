@@ -6,7 +6,9 @@ and turns `QkhyperError` into one line and an exit code.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -24,6 +26,7 @@ from .gateway.routes import describe as describe_routes
 from .gateway.routes import gateway_options
 from .loader import load_app
 from .logs import LabelWriter, configure, format_table
+from .supervisor.activation import passed_sockets
 from .supervisor.plan import EVERY_APP, Selection, ServePlan, app_environments, builtin_plan, make_plan, with_debug
 from .supervisor.reload import make_watch_plan
 from .supervisor.run import Reloader, supervise
@@ -65,7 +68,7 @@ def serve(
         reread = reload_settings or (lambda: load_settings(str(settings.config_file or DEMO_CONFIG)))
         watch_plan = make_watch_plan(plan, settings.base_dir, settings.config_file, reload_dirs)
         reloader = Reloader(watch_plan, lambda: make_plan(reread(), selection))
-    return _run(plan, reloader, stream, debug, warnings=start_warnings(settings))
+    return _run(plan, settings, reloader, stream, debug)
 
 
 def static(
@@ -82,7 +85,7 @@ def static(
     """
     options = static_options(settings)
     plan = builtin_plan(settings, "static", STATIC_FACTORY, options, port=settings.qkhyper.static.port, workers=workers)
-    return _run(plan, None, stream, debug, warnings=start_warnings(settings, proxy_headers=False))
+    return _run(plan, settings, None, stream, debug, proxy_headers=False)
 
 
 def static_options(settings: Settings) -> StaticOptions:
@@ -125,23 +128,31 @@ def gateway(
         writer.line("qkhyper", f"warning: {line}")
     for line in describe_routes(options):
         writer.line("qkhyper", f"route {line}")
-    return _run(plan, None, stream, debug, writer, start_warnings(settings, proxy_headers=False))
+    return _run(plan, settings, None, stream, debug, writer, proxy_headers=False)
 
 
 def _run(
     plan: ServePlan,
+    settings: Settings,
     reloader: Reloader | None,
     stream: TextIO | None,
     debug: bool,
     writer: LabelWriter | None = None,
-    warnings: Sequence[str] = (),
+    *,
+    proxy_headers: bool = True,
 ) -> int:
+    """Run `plan` under the supervisor, on the sockets systemd passed where it passed any."""
     writer = writer or LabelWriter(stream or sys.stderr, [unit.label for unit in plan.units])
     if debug:
         plan = with_debug(plan)
     configure(writer, debug)
-    for line in warnings:
+    passed = passed_sockets(os.environ, os.getpid(), [unit.label for unit in plan.units])
+    plan = dataclasses.replace(plan, passed=passed.fds)
+    listens_tcp = any(unit.label not in passed.fds and unit.unix is None for unit in plan.units)
+    for line in [*passed.warnings, *start_warnings(settings, listens_tcp=listens_tcp, proxy_headers=proxy_headers)]:
         log.warning("warning: %s", line)
+    for label in passed.fds:
+        log.info("%s: serving the socket systemd passed (fd %d)", label, passed.fds[label])
     try:
         return trio.run(supervise, plan, writer, reloader)
     except BaseExceptionGroup as group:
@@ -173,9 +184,9 @@ def check(settings: Settings, stream: TextIO | None = None) -> int:
     out.write(f"trusted: {', '.join(qk.forwarded_allow_ips) or '(nobody)'} (X-Forwarded-* believed from these peers)\n")
     for line in start_warnings(settings):
         out.write(f"warning: {line}\n")
-    rows = [("app", "prefix", "port", "workers", "target")]
+    rows = [("app", "prefix", "listen", "workers", "target")]
     for spec in qk.apps:
-        port = str(spec.port) if spec.port else "auto"
+        port = spec.bind or (str(spec.port) if spec.port else "auto")
         rows.append((spec.name, "/" + spec.prefix, port, str(spec.workers), spec.app))
     for line in format_table(rows):
         out.write(line + "\n")

@@ -17,9 +17,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..config.environ import AppEnvironment, app_environment, shared_environment
+from ..config.listeners import unix_path
 from ..config.load import did_you_mean
-from ..config.model import BuiltinOptions, EdgeLimits, Settings
+from ..config.model import AppSpec, BuiltinOptions, EdgeLimits, Settings
 from ..errors import ConfigError, UsageError
+from .unixsock import UnixSocket
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +72,7 @@ class Unit:
     # The app's variables (config/environ.py): set in the worker's environment at exec,
     # never in `child`, which travels in argv where `ps` shows it to every local user.
     env: dict[str, str] = field(default_factory=dict, repr=False)
+    unix: UnixSocket | None = None  # `bind = "unix:..."`: listen there instead of host:port
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +82,7 @@ class ServePlan:
     ready_timeout: float
     port_map: str
     source: str = ""  # the config file (Settings.source), recorded in the port map
+    passed: dict[str, int] = field(default_factory=dict)  # unit label -> fd systemd passed (activation.py)
 
 
 def select_apps(settings: Settings, names: Sequence[str], exclude: Sequence[str]) -> list[str]:
@@ -160,6 +164,7 @@ def make_plan(settings: Settings, selection: Selection = EVERY_APP) -> ServePlan
                 workers or s.workers,
                 child(s.name, [AppRef(s.name, s.app, "")]),
                 envs[s.name].values,
+                unix_socket(settings, s) if port is None else None,  # --port moves the app to TCP
             )
             for s in specs
         ]
@@ -170,6 +175,14 @@ def make_plan(settings: Settings, selection: Selection = EVERY_APP) -> ServePlan
         port_map=str(settings.port_map_path()),
         source=settings.source,
     )
+
+
+def unix_socket(settings: Settings, spec: AppSpec) -> UnixSocket | None:
+    """The app's unix socket, its path resolved from the config's folder; None for TCP apps."""
+    path = unix_path(spec.bind)
+    if path is None:
+        return None
+    return UnixSocket(str(settings.base_dir / path), spec.socket_mode, spec.socket_owner, spec.socket_group)
 
 
 def child_spec(settings: Settings, label: str, refs: list[AppRef], options: BuiltinOptions | None = None) -> ChildSpec:

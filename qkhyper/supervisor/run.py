@@ -203,7 +203,7 @@ class Supervisor:
         old = {unit.label: unit for unit in self.plan.units}
         for unit in plan.units:
             before = old.get(unit.label)
-            if before is None or (before.host, before.port) != (unit.host, unit.port):
+            if before is None or (before.host, before.port, before.unix) != (unit.host, unit.port, unit.unix):
                 log.warning("%s: new or moved app needs a restart of qkhyper to take effect", unit.label)
                 continue
             for slot in self.slots[unit.label]:
@@ -238,7 +238,7 @@ class Supervisor:
     def _print_table(self) -> None:
         rows = [("app", "prefix", "url", "pids")]
         for unit in self.plan.units:
-            url = listen_url(unit.host, self.sockets[unit.label])
+            url = listen_url(self.sockets[unit.label])
             rows.append((unit.label, " ".join("/" + p for p in unit.prefixes), url, self._pids(unit.label)))
         for line in format_table(rows):
             self.writer.line(SUPERVISOR_LABEL, line)
@@ -252,7 +252,7 @@ def port_map_entries(plan: ServePlan, sockets: dict[str, socket.socket]) -> dict
     for unit in plan.units:
         for ref in unit.child.apps:
             prefix = "/" + (ref.prefix or unit.prefixes[0])
-            entries[ref.name] = port_entry(unit.host, sockets[unit.label], prefix, bool(ref.prefix))
+            entries[ref.name] = port_entry(sockets[unit.label], prefix, bool(ref.prefix))
     return entries
 
 
@@ -275,5 +275,5 @@ async def supervise(
         ConfigError: a port is taken (before any worker starts).
         AppStartupError: a worker failed to import, start or get ready.
     """
-    with bound_sockets(plan.units) as sockets, _port_map(plan, sockets):
+    with bound_sockets(plan.units, plan.passed) as sockets, _port_map(plan, sockets):
         return await Supervisor(plan, sockets, writer, reloader).run(task_status)
