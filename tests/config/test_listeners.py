@@ -9,7 +9,8 @@ import pytest
 from qkhyper.asgi.proxy_headers import TrustedPeers
 from qkhyper.config import load_settings
 from qkhyper.config.listeners import exposure_warnings, is_loopback
-from qkhyper.errors import ConfigError
+from qkhyper.config.targets import parse_http_url
+from qkhyper.errors import ConfigError, UsageError
 
 APP = "[[qkhyper.apps]]\nname = 'users'\napp = 'm:a'\n"
 
@@ -141,3 +142,22 @@ def test_exposure_warnings(host: str, trusted: list[str], proxy_headers: bool, e
     lines = exposure_warnings(host, trusted, proxy_headers=proxy_headers)
     assert len(lines) == len(expected)
     assert all(line.startswith(start) for line, start in zip(lines, expected, strict=True))
+
+
+@pytest.mark.parametrize(
+    ("url", "address"),
+    [
+        ("http://127.0.0.1:8000", ("127.0.0.1", 8000)),
+        ("http://api.internal", ("api.internal", 80)),
+        ("http://h:0", None),  # `port or 80` made an explicit :0 into 80
+        ("http://h:70000", None),
+        ("http://h:-1", None),
+        ("https://h:443", None),
+    ],
+)
+def test_api_target_ports(url: str, address: tuple[str, int] | None) -> None:
+    if address is None:
+        with pytest.raises(UsageError, match="--api-target .* must look like http://HOST"):
+            parse_http_url(url, "--api-target")
+    else:
+        assert parse_http_url(url, "--api-target") == address
