@@ -139,7 +139,7 @@ class Supervisor:
                 self.exit_code = 1 if command is Command.KILL else self.exit_code
                 for slot in self._all_slots():
                     slot.kill_all()
-            elif command is Command.IGNORE:
+            elif command in (Command.IGNORE, Command.KEEP_DRAINING):
                 continue
             elif not self.ready or self.draining:
                 log.info("%s ignored: %s", name, "shutting down" if self.draining else "still starting")
