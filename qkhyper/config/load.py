@@ -35,6 +35,8 @@ from .model import (
     UpstreamSettings,
 )
 from .targets import parse_target
+from .workers import MANAGED_KEYS as MANAGED_WORKER_KEYS
+from .workers import check_worker_limits
 
 CONFIG_ENV = "QKHYPER_CONFIG"
 DEFAULT_NAME = "hypercorn.toml"
@@ -51,6 +53,7 @@ MANAGED_HYPERCORN_KEYS = {
     "daemon": "run qkhyper under a service manager instead",
     "pid_path": "qkhyper prints the pids in its ready table",
     "h11_max_incomplete_size": "set `max_header_size` in [qkhyper] (it applies to both backends)",
+    **MANAGED_WORKER_KEYS,
 }
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 _SEGMENT_RE = re.compile(r"^[A-Za-z0-9_~!$&'()*+,;=:@-][A-Za-z0-9_.~!$&'()*+,;=:@-]*$")
@@ -279,6 +282,7 @@ def _check_qkhyper(qk: QkhyperSettings) -> QkhyperSettings:
     if qk.ready_timeout <= 0:
         raise ConfigError("qkhyper.ready_timeout must be positive")
     _check_edge_limits(qk)
+    check_worker_limits(qk)
     return dataclasses.replace(qk, apps=_check_apps(qk.apps))
 
 
