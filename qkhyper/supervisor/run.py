@@ -21,11 +21,13 @@ from ..config.portmap import write_port_map
 from ..errors import QkhyperError
 from ..logs import SUPERVISOR_LABEL, LabelWriter, format_table
 from .plan import ServePlan, Unit
+from .process import ProcessWorker
 from .reaper import reap_forever
 from .reload import WatchPlan, watch
 from .signals import HANDLED, Command, command_for
 from .slot import Slot, SlotConfig
 from .sockets import bound_port, bound_sockets
+from .worker import Worker
 
 log = logging.getLogger("qkhyper.supervisor")
 
@@ -82,7 +84,7 @@ class Supervisor:
                     if os.getpid() == 1:
                         nursery.start_soon(reap_forever, self._worker_pids)
                     with self._starting:
-                        await self._start_all(nursery)
+                        await self._start_or_stop_all(nursery)
                     if not self.draining:
                         self.ready = True
                         self._print_table()
@@ -97,14 +99,26 @@ class Supervisor:
         return self.exit_code
 
     def _slot_config(self, unit: Unit) -> SlotConfig:
-        return SlotConfig(
-            unit=unit,
-            sock=self.sockets[unit.label],
-            lifeline=self.lifeline.read_fd,
-            writer=self.writer,
-            ready_timeout=self.plan.ready_timeout,
-            graceful_timeout=self.plan.graceful_timeout,
-        )
+        return SlotConfig(unit, self.plan.ready_timeout, self.plan.graceful_timeout)
+
+    def _new_worker(self, unit: Unit, request_limit: int) -> Worker:
+        return ProcessWorker(unit, self.sockets[unit.label], self.lifeline.read_fd, self.writer, request_limit)
+
+    async def _start_or_stop_all(self, nursery: trio.Nursery) -> None:
+        """Start every worker; if one fails, stop the others as a SIGTERM would, then re-raise.
+
+        Workers that are ready drain and run their apps' lifespan shutdown, and
+        so do those still starting (each within the drain deadline), instead
+        of being killed as the nursery unwinds.
+        """
+        try:
+            await self._start_all(nursery)
+        except BaseException:
+            if not self.draining:
+                self._shutdown(nursery, graceful=True)
+                with trio.CancelScope(shield=True):
+                    await self._stopped.wait()
+            raise
 
     async def _start_all(self, nursery: trio.Nursery) -> None:
         async with trio.open_nursery() as starting:
@@ -113,7 +127,7 @@ class Supervisor:
                     starting.start_soon(self._add_slot, nursery, unit)
 
     async def _add_slot(self, nursery: trio.Nursery, unit: Unit) -> Slot:
-        slot = Slot(self._slot_config(unit))
+        slot = Slot(self._slot_config(unit), self._new_worker)
         self.slots[unit.label].append(slot)
         try:
             await nursery.start(slot.run)
