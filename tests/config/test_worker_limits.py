@@ -80,11 +80,21 @@ def test_strictest_is_the_smallest_limit_set() -> None:
         ("", "max_lifetime = -1.5\n", {}, "qkhyper.apps[0].max_lifetime must be 0 (off) or positive, got -1.5"),
         ("[qkhyper]\nmax_lifetime = inf\n", "", {}, "qkhyper.max_lifetime must be 0 (off) or positive, got inf"),
         ("", "max_requests_jitter = -3\n", {}, "qkhyper.apps[0].max_requests_jitter must be 0 (off) or positive"),
-        ("[qkhyper]\nworker_timeout = 0.5\n", "", {}, "qkhyper.worker_timeout must be 0 (off) or at least 1 s, got 0.5"),
+        (
+            "[qkhyper]\nworker_timeout = 0.5\n",
+            "",
+            {},
+            "qkhyper.worker_timeout must be 0 (off) or at least 1 s, got 0.5",
+        ),
         ("", "max_requests = 1.5\n", {}, "qkhyper.apps[0].max_requests must be an integer, got 1.5"),
         ("", "worker_timeout = 'soon'\n", {}, "qkhyper.apps[0].worker_timeout must be a number, got 'soon'"),
         ("", "", {"QKHYPER_MAX_RSS_MB": "lots"}, "QKHYPER_MAX_RSS_MB must be an integer, got 'lots'"),
-        ("[qkhyper]\nmax_request = 5\n", "", {}, "unknown key 'max_request' in [qkhyper] (did you mean 'max_requests'?)"),
+        (
+            "[qkhyper]\nmax_request = 5\n",
+            "",
+            {},
+            "unknown key 'max_request' in [qkhyper] (did you mean 'max_requests'?)",
+        ),
         (
             "max_requests = 1000\n",
             "",
