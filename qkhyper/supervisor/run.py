@@ -115,6 +115,7 @@ class Supervisor:
             await self._start_all(nursery)
         except BaseException:
             if not self.draining:
+                log.info("start failed: stopping the workers that started, as on SIGTERM")
                 self._shutdown(nursery, graceful=True)
                 with trio.CancelScope(shield=True):
                     await self._stopped.wait()
