@@ -84,6 +84,7 @@ class Slot:
         self.recycled = 0
         self.graceful = True
         self.finished = trio.Event()
+        self._rss_unreadable = False  # warned once that max_rss_mb cannot apply
         self._inbox_send, self._inbox = trio.open_memory_channel[object](math.inf)
         self._work = trio.CancelScope()
 
@@ -244,7 +245,12 @@ class Slot:
 
     def _health(self, worker: Worker) -> Health:
         beat = worker.heartbeat
-        rss = worker.rss_mb() if self.config.unit.limits.max_rss_mb > 0 else None
+        rss = None
+        if self.config.unit.limits.max_rss_mb > 0:
+            rss = worker.rss_mb()
+            if rss is None and worker.returncode is None and not self._rss_unreadable:
+                self._rss_unreadable = True
+                log.warning("%s: max_rss_mb is set, but a worker's memory cannot be read here (no /proc)", self.label)
         return Health(beat.ready_at, beat.last, beat.requests, worker.request_limit, rss)
 
     async def _replace_hung(self, worker: Worker, verdict: Hung) -> None:

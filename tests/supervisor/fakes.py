@@ -90,7 +90,7 @@ class FakeWorker:
         self.relayed = trio.Event()
         self.returncode: int | None = None
         self.requests = 0
-        self.rss = 60.0
+        self.rss: float | None = 60.0
         self.hung = False  # its "event loop" is blocked: no more beats
         self.dumps_stack = True
         self._first: Message | None = None

@@ -296,3 +296,13 @@ async def test_only_the_serving_worker_is_watched() -> None:
         await factory.until(lambda: old.exited)
         assert [e.what for e in factory.events if e.pid == old.pid][-3:] == ["TERM", "KILL", "exit"]
         assert factory.seen("KILL")[0].at == factory.seen("TERM")[0].at + 4  # graceful_timeout + 1
+
+
+async def test_memory_that_cannot_be_read_is_said_once(caplog: pytest.LogCaptureFixture) -> None:
+    factory = FakeFactory()
+    async with running(factory, WorkerLimits(max_rss_mb=100)) as slot:
+        current(slot).rss = None
+        await trio.sleep(30)
+        warnings = [m for m in messages(caplog) if "max_rss_mb is set" in m]
+        assert warnings == ["probe: max_rss_mb is set, but a worker's memory cannot be read here (no /proc)"]
+        assert slot.worker is factory.workers[0]
