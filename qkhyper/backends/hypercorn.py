@@ -191,12 +191,17 @@ def _serve_trio(app: ASGIApp, config: Config) -> None:
 
     _patch_safely(_graceful_trio_context, "accept grace")
 
-    async def sigterm() -> None:
-        with trio.open_signal_receiver(signal.SIGTERM) as signals:
-            async for _ in signals:
-                return
-
     async def main() -> None:
-        await hypercorn_serve(app, config, shutdown_trigger=sigterm, mode="asgi")  # type: ignore[arg-type]
+        # Receive SIGTERM from the start, and for the worker's whole life: a SIGTERM
+        # during the lifespan startup must still get the graceful stop (startup
+        # finishes, then shutdown runs), and one arriving after the first must not
+        # fall back to the default action and kill the worker mid-drain.
+        with trio.open_signal_receiver(signal.SIGTERM) as signals:
+
+            async def sigterm() -> None:
+                async for _ in signals:
+                    return
+
+            await hypercorn_serve(app, config, shutdown_trigger=sigterm, mode="asgi")  # type: ignore[arg-type]
 
     trio.run(main)

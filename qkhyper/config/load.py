@@ -38,6 +38,8 @@ from .model import (
     UpstreamSettings,
 )
 from .targets import parse_target
+from .workers import MANAGED_KEYS as MANAGED_WORKER_KEYS
+from .workers import check_worker_limits
 
 CONFIG_ENV = "QKHYPER_CONFIG"
 DEFAULT_NAME = "hypercorn.toml"
@@ -58,6 +60,7 @@ MANAGED_HYPERCORN_KEYS = {
     "umask": "set `socket_mode` (with `bind`) in [[qkhyper.apps]]",
     "user": "set `socket_owner` (with `bind`) in [[qkhyper.apps]]",
     "group": "set `socket_group` (with `bind`) in [[qkhyper.apps]]",
+    **MANAGED_WORKER_KEYS,
 }
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 _SEGMENT_RE = re.compile(r"^[A-Za-z0-9_~!$&'()*+,;=:@-][A-Za-z0-9_.~!$&'()*+,;=:@-]*$")
@@ -289,6 +292,7 @@ def _check_qkhyper(qk: QkhyperSettings) -> QkhyperSettings:
         raise ConfigError("qkhyper.ready_timeout must be positive")
     check_trusted(qk.forwarded_allow_ips)
     _check_edge_limits(qk)
+    check_worker_limits(qk)
     return dataclasses.replace(qk, apps=_check_apps(qk.apps))
 
 

@@ -35,6 +35,30 @@ class AppSpec:
     socket_mode: int | None = None  # e.g. 0o660; None: as the umask leaves it
     socket_owner: str = ""  # user name or uid; "" leaves it as created
     socket_group: str = ""  # group name or gid
+    # The app's own WorkerLimits; None takes the [qkhyper] value.
+    max_requests: int | None = None
+    max_requests_jitter: int | None = None
+    max_rss_mb: int | None = None
+    max_lifetime: float | None = None
+    worker_timeout: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerLimits:
+    """When the supervisor replaces a worker that still runs (SPEC §3, "Recycling and hangs").
+
+    The first four recycle it by a roll (replacement ready first, then the old
+    one drains), the way gunicorn's `max_requests` is used against slow leaks;
+    `worker_timeout` replaces a worker whose event loop stopped answering.
+    0 turns each one off. Keys of `[qkhyper]` and of each `[[qkhyper.apps]]`
+    (the app's own value wins); the backends never see them.
+    """
+
+    max_requests: int = 0  # requests served, then recycled
+    max_requests_jitter: int = 0  # each worker adds 0..jitter, so workers started together do not recycle together
+    max_rss_mb: int = 0  # resident memory, sampled by the supervisor
+    max_lifetime: float = 0.0  # seconds since it became ready
+    worker_timeout: float = 60.0  # seconds without a heartbeat from its event loop, then stack dump and kill
 
 
 MIB = 1024 * 1024
@@ -132,6 +156,12 @@ class QkhyperSettings:
     max_headers: int = 100
     header_timeout: float = 10.0
     h2c: bool = False
+    # Worker recycling and the watchdog, for every app without its own value: see WorkerLimits.
+    max_requests: int = 0
+    max_requests_jitter: int = 0
+    max_rss_mb: int = 0
+    max_lifetime: float = 0.0
+    worker_timeout: float = 60.0
     apps: list[AppSpec] = field(default_factory=list)
     gateway: GatewaySettings = field(default_factory=GatewaySettings)
     static: StaticSettings = field(default_factory=StaticSettings)

@@ -19,8 +19,10 @@ from typing import Any
 from ..config.environ import AppEnvironment, app_environment, shared_environment
 from ..config.listeners import unix_path
 from ..config.load import did_you_mean
-from ..config.model import AppSpec, BuiltinOptions, EdgeLimits, Settings
+from ..config.model import AppSpec, BuiltinOptions, EdgeLimits, Settings, WorkerLimits
+from ..config.workers import strictest, worker_limits
 from ..errors import ConfigError, UsageError
+from .policy import beat_interval
 from .unixsock import UnixSocket
 
 
@@ -47,6 +49,8 @@ class ChildSpec:
     options: BuiltinOptions | None = None
     debug: bool = False  # --debug: qkhyper's own debug lines from the worker too
     limits: EdgeLimits = field(default_factory=EdgeLimits)  # header size/count/timeout, h2c: for every server
+    beat_interval: float = 0.0  # seconds between heartbeats from the event loop; 0 = none (no worker_timeout)
+    request_limit: int = 0  # report the request count at once on reaching it; set per worker at spawn
 
     def encode(self) -> str:
         """The spec as one argv word. Pickle, so the frozen settings arrive as the same classes;
@@ -73,6 +77,7 @@ class Unit:
     # never in `child`, which travels in argv where `ps` shows it to every local user.
     env: dict[str, str] = field(default_factory=dict, repr=False)
     unix: UnixSocket | None = None  # `bind = "unix:..."`: listen there instead of host:port
+    limits: WorkerLimits = field(default_factory=WorkerLimits)  # recycling and the watchdog
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,27 +147,38 @@ def make_plan(settings: Settings, selection: Selection = EVERY_APP) -> ServePlan
     if port is not None and not 0 <= port <= 65535:  # the CLI checks too; this is for API callers
         raise UsageError(f"--port must be a port number 0-65535, got {port}")
 
-    def child(label: str, refs: list[AppRef]) -> ChildSpec:
-        return child_spec(settings, label, refs)
+    def unit(
+        label: str,
+        prefixes: list[str],
+        port: int,
+        count: int,
+        refs: list[AppRef],
+        limits: WorkerLimits,
+        env: dict[str, str],
+        unix: UnixSocket | None = None,
+    ) -> Unit:
+        child = dataclasses.replace(child_spec(settings, label, refs), beat_interval=beat_interval(limits))
+        return Unit(label, prefixes, qk.host, port, count, child, env, unix, limits)
 
     specs = [settings.app(n) for n in chosen]
     envs = app_environments(settings, chosen)
     if aio:
         refs = [AppRef(s.name, s.app, s.prefix) for s in specs]
+        limits = strictest([worker_limits(qk, s) for s in specs])
         unit_port = qk.gateway.port if port is None else port
         env = shared_environment(envs).values
-        units = [Unit("aio", [s.prefix for s in specs], qk.host, unit_port, workers or 1, child("aio", refs), env)]
+        units = [unit("aio", [s.prefix for s in specs], unit_port, workers or 1, refs, limits, env)]
     else:
         if port is not None and len(specs) > 1:
             raise UsageError("--port needs exactly one app (or --aio); name the app: qkhyper serve NAME --port P")
         units = [
-            Unit(
+            unit(
                 s.name,
                 [s.prefix],
-                qk.host,
                 s.port if port is None else port,
                 workers or s.workers,
-                child(s.name, [AppRef(s.name, s.app, "")]),
+                [AppRef(s.name, s.app, "")],
+                worker_limits(qk, s),
                 envs[s.name].values,
                 unix_socket(settings, s) if port is None else None,  # --port moves the app to TCP
             )
@@ -217,9 +233,10 @@ def builtin_plan(
     child = child_spec(settings, label, [AppRef(label, factory, "")], options)
     # The proxy's own limit also bounds what the server takes from a client, in one setting.
     server = {**child.hypercorn, "websocket_max_message_size": options.settings.ws_max_message_size}
-    child = dataclasses.replace(child, hypercorn=server)
+    limits = worker_limits(qk)
+    child = dataclasses.replace(child, hypercorn=server, beat_interval=beat_interval(limits))
     return ServePlan(
-        units=[Unit(label, [""], qk.host, port, workers, child)],
+        units=[Unit(label, [""], qk.host, port, workers, child, limits=limits)],
         graceful_timeout=settings.graceful_timeout,
         ready_timeout=qk.ready_timeout,
         port_map="",  # the port map records the apps, not qkhyper's own servers

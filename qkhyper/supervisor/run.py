@@ -23,11 +23,13 @@ from ..config.portmap import recorded_ports
 from ..errors import QkhyperError
 from ..logs import SUPERVISOR_LABEL, LabelWriter, format_table
 from .plan import ServePlan, Unit
+from .process import ProcessWorker
 from .reaper import reap_forever
 from .reload import WatchPlan, watch
 from .signals import HANDLED, Command, command_for
 from .slot import Slot, SlotConfig
 from .sockets import bound_sockets, listen_url, port_entry
+from .worker import Worker
 
 log = logging.getLogger("qkhyper.supervisor")
 
@@ -84,7 +86,7 @@ class Supervisor:
                     if os.getpid() == 1:
                         nursery.start_soon(reap_forever, self._worker_pids)
                     with self._starting:
-                        await self._start_all(nursery)
+                        await self._start_or_stop_all(nursery)
                     if not self.draining:
                         self.ready = True
                         self._print_table()
@@ -99,14 +101,27 @@ class Supervisor:
         return self.exit_code
 
     def _slot_config(self, unit: Unit) -> SlotConfig:
-        return SlotConfig(
-            unit=unit,
-            sock=self.sockets[unit.label],
-            lifeline=self.lifeline.read_fd,
-            writer=self.writer,
-            ready_timeout=self.plan.ready_timeout,
-            graceful_timeout=self.plan.graceful_timeout,
-        )
+        return SlotConfig(unit, self.plan.ready_timeout, self.plan.graceful_timeout)
+
+    def _new_worker(self, unit: Unit, request_limit: int) -> Worker:
+        return ProcessWorker(unit, self.sockets[unit.label], self.lifeline.read_fd, self.writer, request_limit)
+
+    async def _start_or_stop_all(self, nursery: trio.Nursery) -> None:
+        """Start every worker; if one fails, stop the others as a SIGTERM would, then re-raise.
+
+        Workers that are ready drain and run their apps' lifespan shutdown, and
+        so do those still starting (each within the drain deadline), instead
+        of being killed as the nursery unwinds.
+        """
+        try:
+            await self._start_all(nursery)
+        except BaseException:
+            if not self.draining:
+                log.info("start failed: stopping the workers that started, as on SIGTERM")
+                self._shutdown(nursery, graceful=True)
+                with trio.CancelScope(shield=True):
+                    await self._stopped.wait()
+            raise
 
     async def _start_all(self, nursery: trio.Nursery) -> None:
         async with trio.open_nursery() as starting:
@@ -115,7 +130,7 @@ class Supervisor:
                     starting.start_soon(self._add_slot, nursery, unit)
 
     async def _add_slot(self, nursery: trio.Nursery, unit: Unit) -> Slot:
-        slot = Slot(self._slot_config(unit))
+        slot = Slot(self._slot_config(unit), self._new_worker)
         self.slots[unit.label].append(slot)
         try:
             await nursery.start(slot.run)
@@ -141,7 +156,7 @@ class Supervisor:
                 self.exit_code = 1 if command is Command.KILL else self.exit_code
                 for slot in self._all_slots():
                     slot.kill_all()
-            elif command is Command.IGNORE:
+            elif command in (Command.IGNORE, Command.KEEP_DRAINING):
                 continue
             elif not self.ready or self.draining:
                 log.info("%s ignored: %s", name, "shutting down" if self.draining else "still starting")
