@@ -11,6 +11,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import TextIO
 
@@ -27,9 +28,11 @@ from .gateway.routes import gateway_options
 from .loader import load_app
 from .logs import LabelWriter, configure, format_table
 from .supervisor.activation import passed_sockets
+from .supervisor.notifier import notifier_from_env
+from .supervisor.notify import watchdog_period
 from .supervisor.plan import EVERY_APP, Selection, ServePlan, app_environments, builtin_plan, make_plan, with_debug
 from .supervisor.reload import make_watch_plan
-from .supervisor.run import Reloader, supervise
+from .supervisor.run import Reloader, Systemd, supervise
 
 log = logging.getLogger("qkhyper")
 
@@ -68,7 +71,7 @@ def serve(
         reread = reload_settings or (lambda: load_settings(str(settings.config_file or DEMO_CONFIG)))
         watch_plan = make_watch_plan(plan, settings.base_dir, settings.config_file, reload_dirs)
         reloader = Reloader(watch_plan, lambda: make_plan(reread(), selection))
-    return _run(plan, settings, reloader, stream, debug)
+    return _run("serve", plan, settings, reloader, stream, debug)
 
 
 def static(
@@ -85,7 +88,7 @@ def static(
     """
     options = static_options(settings)
     plan = builtin_plan(settings, "static", STATIC_FACTORY, options, port=settings.qkhyper.static.port, workers=workers)
-    return _run(plan, settings, None, stream, debug, proxy_headers=False)
+    return _run("static", plan, settings, None, stream, debug, proxy_headers=False)
 
 
 def static_options(settings: Settings) -> StaticOptions:
@@ -128,10 +131,11 @@ def gateway(
         writer.line("qkhyper", f"warning: {line}")
     for line in describe_routes(options):
         writer.line("qkhyper", f"route {line}")
-    return _run(plan, settings, None, stream, debug, writer, proxy_headers=False)
+    return _run("gateway", plan, settings, None, stream, debug, writer, proxy_headers=False)
 
 
 def _run(
+    command: str,
     plan: ServePlan,
     settings: Settings,
     reloader: Reloader | None,
@@ -141,11 +145,12 @@ def _run(
     *,
     proxy_headers: bool = True,
 ) -> int:
-    """Run `plan` under the supervisor, on the sockets systemd passed where it passed any."""
+    """Run `plan` under the supervisor, on the sockets systemd passed where it passed any, telling it how we are."""
     writer = writer or LabelWriter(stream or sys.stderr, [unit.label for unit in plan.units])
     if debug:
         plan = with_debug(plan)
     configure(writer, debug)
+    systemd = Systemd(notifier_from_env(os.environ), watchdog_period(os.environ, os.getpid()))
     passed = passed_sockets(os.environ, os.getpid(), [unit.label for unit in plan.units])
     plan = dataclasses.replace(plan, passed=passed.fds)
     listens_tcp = any(unit.label not in passed.fds and unit.unix is None for unit in plan.units)
@@ -154,7 +159,7 @@ def _run(
     for label in passed.fds:
         log.info("%s: serving the socket systemd passed (fd %d)", label, passed.fds[label])
     try:
-        return trio.run(supervise, plan, writer, reloader)
+        return trio.run(partial(supervise, systemd=systemd), plan, writer, reloader)
     except BaseExceptionGroup as group:
         raise first_error(group) from None
 

@@ -21,12 +21,14 @@ from __future__ import annotations
 import logging
 import math
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import trio
 
 from ..errors import AppStartupError
 from .messages import Failed, Message, Ready
+from .notify import SETTLED, SlotHealth
 from .plan import Unit
 from .policy import Backoff, Health, Hung, Recycle, judge, next_check, request_limit
 from .worker import Worker, WorkerFactory, describe_exit
@@ -72,16 +74,27 @@ class SlotConfig:
 
 
 class Slot:
-    def __init__(self, config: SlotConfig, new_worker: WorkerFactory, rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        config: SlotConfig,
+        new_worker: WorkerFactory,
+        rng: random.Random | None = None,
+        on_change: Callable[[], None] = lambda: None,
+    ) -> None:
         self.config = config
         self.new_worker = new_worker
         self.rng = rng or random.Random()
+        self.on_change = on_change  # told whenever `health()` may answer differently
         self.worker: Worker | None = None
         self.live: set[Worker] = set()
         self.spawned: list[Worker] = []
         self.backoff = Backoff()
         self.crashes = 0  # exits of a serving worker nobody asked for (a killed hung worker included)
         self.recycled = 0
+        self.served = False  # a first worker became ready
+        self.serving_since: float | None = None  # when the current worker began serving
+        self.streak = 0  # bad exits in a row: crashes and hung kills of workers that had not settled, failed restarts
+        self._hung: Worker | None = None  # judged hung, being replaced
         self.graceful = True
         self.finished = trio.Event()
         self._rss_unreadable = False  # warned once that max_rss_mb cannot apply
@@ -117,6 +130,10 @@ class Slot:
     def request_stop(self, graceful: bool) -> None:
         self.graceful = graceful
         self._work.cancel()
+
+    def health(self) -> SlotHealth:
+        """What systemd's watchdog needs to know of this slot (notify.problems decides)."""
+        return SlotHealth(self.label, self.serving_since, self.streak, self._hung is not None)
 
     def kill_all(self) -> None:
         for worker in list(self.live):
@@ -199,7 +216,11 @@ class Slot:
     def _serve_with(self, tasks: trio.Nursery, worker: Worker) -> None:
         """Make `worker` the one this slot serves with, and guard it."""
         self.worker = worker
+        self.served = True
+        self.serving_since = trio.current_time()
+        self._hung = None
         tasks.start_soon(self._guard, worker)
+        self.on_change()
 
     async def _watch(self, worker: Worker) -> None:
         code = await worker.wait()
@@ -261,6 +282,8 @@ class Slot:
             worker.pid,
             verdict.silent,
         )
+        self._hung = worker
+        self.on_change()
         await worker.dump_stack(STACK_TIMEOUT)
         worker.kill()
 
@@ -290,6 +313,12 @@ class Slot:
         now = trio.current_time()
         delay = self.backoff.delay(worker.started_at, now)
         self.crashes += 1
+        # A hung worker's life ended with its last heartbeat, not when it was killed.
+        alive_until = worker.heartbeat.last if worker is self._hung else now
+        self.streak = self.streak + 1 if alive_until - worker.started_at < SETTLED else 1
+        self._hung = None
+        self.serving_since = None
+        self.on_change()
         log.error("%s: worker %d %s; restarting in %.1f s", self.label, worker.pid, describe_exit(code), delay)
         self.worker = None
         tasks.start_soon(self._restart_later, delay)
@@ -306,6 +335,8 @@ class Slot:
         except AppStartupError as exc:
             now = trio.current_time()
             delay = self.backoff.delay(now, now)
+            self.streak += 1
+            self.on_change()
             log.error("%s; retrying in %.1f s", exc, delay)
             tasks.start_soon(self._restart_later, delay)
             return
