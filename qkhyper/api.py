@@ -27,6 +27,7 @@ from .gateway.routes import describe as describe_routes
 from .gateway.routes import gateway_options
 from .loader import load_app
 from .logs import LabelWriter, configure, format_table
+from .proctitle import set_title
 from .supervisor.activation import passed_sockets
 from .supervisor.notifier import notifier_from_env
 from .supervisor.notify import watchdog_period
@@ -150,6 +151,9 @@ def _run(
     if debug:
         plan = with_debug(plan)
     configure(writer, debug)
+    problem = set_title(f"qkhyper: supervisor {command} {settings.source}")
+    if problem is not None:
+        log.warning("warning: process titles cannot be set (%s); ps shows python instead", problem)
     systemd = Systemd(notifier_from_env(os.environ), watchdog_period(os.environ, os.getpid()))
     passed = passed_sockets(os.environ, os.getpid(), [unit.label for unit in plan.units])
     plan = dataclasses.replace(plan, passed=passed.fds)

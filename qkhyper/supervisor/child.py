@@ -31,6 +31,7 @@ from ..asgi.types import ASGIApp
 from ..backends import ServerOptions, get_backend
 from ..errors import QkhyperError
 from ..loader import load_app
+from ..proctitle import set_title
 from .messages import STACK_SIGNAL, Beat, Failed, Message, Ready, encode
 from .plan import ChildSpec
 
@@ -114,6 +115,8 @@ def _log_to_stderr(debug: bool) -> None:
 
 
 def run(spec: ChildSpec, fd: int, ready_fd: int, lifeline_fd: int) -> int:
+    if spec.title:
+        set_title(spec.title)  # the supervisor already said it if titles cannot be set here
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # only the supervisor decides how we stop
     faulthandler.register(STACK_SIGNAL, file=sys.stderr, all_threads=True)
     watch_lifeline(lifeline_fd)

@@ -51,6 +51,7 @@ class ChildSpec:
     limits: EdgeLimits = field(default_factory=EdgeLimits)  # header size/count/timeout, h2c: for every server
     beat_interval: float = 0.0  # seconds between heartbeats from the event loop; 0 = none (no worker_timeout)
     request_limit: int = 0  # report the request count at once on reaching it; set per worker at spawn
+    title: str = ""  # the worker's process title ("qkhyper: users worker 2"); set per worker at spawn
 
     def encode(self) -> str:
         """The spec as one argv word. Pickle, so the frozen settings arrive as the same classes;

@@ -37,9 +37,16 @@ class ProcessWorker:
     """A child process serving one unit on the unit's shared socket (implements `Worker`)."""
 
     def __init__(
-        self, unit: Unit, sock: socket.socket, lifeline: int, writer: LabelWriter, request_limit: int = 0
+        self,
+        unit: Unit,
+        sock: socket.socket,
+        lifeline: int,
+        writer: LabelWriter,
+        request_limit: int = 0,
+        title: str = "",
     ) -> None:
         self.unit = unit
+        self.title = title
         self.sock = sock
         self.lifeline = lifeline
         self.writer = writer
@@ -64,7 +71,7 @@ class ProcessWorker:
     async def spawn(self, nursery: trio.Nursery) -> None:
         """Start the process; its output relay and report reader run in `nursery`."""
         report_r, report_w = os.pipe()
-        spec = dataclasses.replace(self.unit.child, request_limit=self.request_limit)
+        spec = dataclasses.replace(self.unit.child, request_limit=self.request_limit, title=self.title)
         argv = [
             sys.executable,
             "-m",

@@ -135,7 +135,8 @@ class Supervisor:
         return SlotConfig(unit, self.plan.ready_timeout, self.plan.graceful_timeout)
 
     def _process_worker(self, unit: Unit, request_limit: int, number: int) -> Worker:
-        return ProcessWorker(unit, self.sockets[unit.label], self.lifeline.read_fd, self.writer, request_limit)
+        title = f"qkhyper: {unit.label} worker {number}"
+        return ProcessWorker(unit, self.sockets[unit.label], self.lifeline.read_fd, self.writer, request_limit, title)
 
     async def _start_or_stop_all(self, nursery: trio.Nursery) -> None:
         """Start every worker; if one fails, stop the others as a SIGTERM would, then re-raise.
