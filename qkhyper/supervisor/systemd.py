@@ -47,7 +47,7 @@ class SystemdReporter:
         self.reloading_announced = False  # RELOADING=1 sent, READY=1 not yet
         self._status: str | None = None
         self._changed = trio.Event()
-        self._paused = False
+        self._problems: list[str] = []  # why the watchdog is not pinged now
 
     def changed(self) -> None:
         self._changed.set()
@@ -97,10 +97,11 @@ class SystemdReporter:
                 await self._changed.wait()
 
     def _pause(self, found: list[str]) -> None:
-        if found and not self._paused:
+        """Say when the pings stop and why, again when the reason changes (down, then looping), and when they resume."""
+        if found and found != self._problems:
             log.warning(
                 "watchdog: not pinging systemd while %s (it restarts qkhyper after WatchdogSec=)", "; ".join(found)
             )
-        elif self._paused and not found:
+        elif self._problems and not found:
             log.info("watchdog: every app is healthy again; pinging systemd")
-        self._paused = bool(found)
+        self._problems = found

@@ -10,10 +10,11 @@ from starlette.routing import Route
 
 AT_IMPORT = {name: value for name, value in os.environ.items() if name.startswith("QKT_")}
 LISTEN = {name: os.environ.get(name) for name in ("LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES")}
+SYSTEMD = {name: os.environ.get(name) for name in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")}
 
 
 async def env(request: Request) -> JSONResponse:
-    return JSONResponse({"env": AT_IMPORT, "listen": LISTEN, "pid": os.getpid(), "argv": sys.argv})
+    return JSONResponse({"env": AT_IMPORT, "listen": LISTEN, "systemd": SYSTEMD, "pid": os.getpid(), "argv": sys.argv})
 
 
 app = Starlette(routes=[Route("/env", env)])
