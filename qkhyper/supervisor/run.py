@@ -248,14 +248,17 @@ class Supervisor:
     async def _roll(self, labels: set[str]) -> None:
         """Roll slot by slot, so the other workers keep serving meanwhile."""
         async with self._roll_lock:
-            for label in [label for label in self._labels() if label in labels]:
-                self.rolling = label
+            try:
+                for label in [label for label in self._labels() if label in labels]:
+                    self.rolling = label
+                    self.systemd.changed()
+                    for slot in list(self.slots[label]):
+                        if self.draining:
+                            return
+                        await slot.roll()
+            finally:
+                self.rolling = None
                 self.systemd.changed()
-                for slot in list(self.slots[label]):
-                    if self.draining:
-                        return
-                    await slot.roll()
-            self.rolling = None
             log.info("rolling restart done: %s", self._pid_summary())
             if self.systemd.reloading_announced:
                 self.systemd.ready()

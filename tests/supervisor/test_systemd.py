@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 import trio
+import trio.testing
 from trio.testing import MockClock
 
 from qkhyper.config.model import WorkerLimits
@@ -305,3 +306,13 @@ async def test_a_number_freed_by_a_failed_scale_up_goes_to_the_next_slot() -> No
         h.signal(signal.SIGTTIN)
         await factory.until(lambda: h.recorder.statuses()[-1] == "STATUS=users: 3 workers ready")
         assert sorted(h.supervisor.numbers.values()) == [1, 2, 3]
+
+
+async def test_a_reload_roll_shows_in_status_but_is_no_systemd_reload() -> None:
+    """--reload's rolls (a source file changed) are the developer's, not `systemctl reload`: no RELOADING=1."""
+    factory = FakeFactory()
+    async with supervising(factory, [make_unit("users"), make_unit("orders")]) as h:
+        await h.supervisor._roll({"orders"})  # what the --reload watcher calls
+        await trio.testing.wait_all_tasks_blocked()
+        assert h.recorder.statuses()[-2:] == ["STATUS=rolling orders", "STATUS=2 apps, 2 workers ready"]
+        assert h.recorder.named("RELOADING=1") == [] and len(h.recorder.named("READY=1")) == 1
