@@ -96,7 +96,7 @@ class Supervisor:
         self.ready = False
         self.draining = False
         self.exit_code = 0
-        self.rolling: str | None = None  # the unit a SIGHUP roll is at
+        self.rolling: str | None = None  # the unit a roll (SIGHUP, --reload) is at, for the STATUS= line
         self.make_worker = make_worker or self._process_worker
         self.open_signals = open_signals
         systemd = systemd or Systemd()

@@ -31,6 +31,8 @@ def monotonic_usec() -> int:
 
 
 class SystemdReporter:
+    """The supervisor's voice to systemd: it knows what was last said, so STATUS= goes out only on change."""
+
     def __init__(
         self,
         notifier: Notifier,
