@@ -6,24 +6,36 @@ and turns `QkhyperError` into one line and an exit code.
 
 from __future__ import annotations
 
+import dataclasses
+import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import TextIO
 
 import trio
 
+from .advice import start_warnings
 from .config.load import DEMO_CONFIG, load_settings
 from .config.model import Settings, StaticOptions
+from .config.portmap import read_port_map
 from .config.targets import parse_http_url
 from .errors import QkhyperError, UsageError
 from .gateway.routes import describe as describe_routes
 from .gateway.routes import gateway_options
 from .loader import load_app
 from .logs import LabelWriter, configure, format_table
-from .supervisor.plan import EVERY_APP, Selection, ServePlan, builtin_plan, make_plan, with_debug
+from .proctitle import set_title
+from .supervisor.activation import passed_sockets
+from .supervisor.notifier import notifier_from_env
+from .supervisor.notify import watchdog_period
+from .supervisor.plan import EVERY_APP, Selection, ServePlan, app_environments, builtin_plan, make_plan, with_debug
 from .supervisor.reload import make_watch_plan
-from .supervisor.run import Reloader, supervise
+from .supervisor.run import Reloader, Systemd, supervise
+
+log = logging.getLogger("qkhyper")
 
 STATIC_FACTORY = "qkhyper.static.app:create"
 GATEWAY_FACTORY = "qkhyper.gateway.app:create"
@@ -60,7 +72,7 @@ def serve(
         reread = reload_settings or (lambda: load_settings(str(settings.config_file or DEMO_CONFIG)))
         watch_plan = make_watch_plan(plan, settings.base_dir, settings.config_file, reload_dirs)
         reloader = Reloader(watch_plan, lambda: make_plan(reread(), selection))
-    return _run(plan, reloader, stream, debug)
+    return _run("serve", plan, settings, reloader, stream, debug)
 
 
 def static(
@@ -77,7 +89,7 @@ def static(
     """
     options = static_options(settings)
     plan = builtin_plan(settings, "static", STATIC_FACTORY, options, port=settings.qkhyper.static.port, workers=workers)
-    return _run(plan, None, stream, debug)
+    return _run("static", plan, settings, None, stream, debug, proxy_headers=False)
 
 
 def static_options(settings: Settings) -> StaticOptions:
@@ -110,29 +122,48 @@ def gateway(
     Raises:
         ConfigError: duplicate prefixes, malformed upstreams, no route at all (exit 2).
     """
-    options = gateway_options(settings, upstreams)
+    ports = read_port_map(settings.port_map_path(), config=settings.source)
+    options = gateway_options(settings, upstreams, ports.apps)
     plan = builtin_plan(
         settings, "gateway", GATEWAY_FACTORY, options, port=settings.qkhyper.gateway.port, workers=workers
     )
     writer = LabelWriter(stream or sys.stderr, ["gateway"])
+    for line in ports.warnings:
+        writer.line("qkhyper", f"warning: {line}")
     for line in describe_routes(options):
         writer.line("qkhyper", f"route {line}")
-    return _run(plan, None, stream, debug, writer)
+    return _run("gateway", plan, settings, None, stream, debug, writer, proxy_headers=False)
 
 
 def _run(
+    command: str,
     plan: ServePlan,
+    settings: Settings,
     reloader: Reloader | None,
     stream: TextIO | None,
     debug: bool,
     writer: LabelWriter | None = None,
+    *,
+    proxy_headers: bool = True,
 ) -> int:
+    """Run `plan` under the supervisor, on the sockets systemd passed where it passed any, telling it how we are."""
     writer = writer or LabelWriter(stream or sys.stderr, [unit.label for unit in plan.units])
     if debug:
         plan = with_debug(plan)
     configure(writer, debug)
+    problem = set_title(f"qkhyper: supervisor {command} {settings.source}")
+    if problem is not None:
+        log.warning("warning: process titles cannot be set (%s); ps shows python instead", problem)
+    systemd = Systemd(notifier_from_env(os.environ), watchdog_period(os.environ, os.getpid()))
+    passed = passed_sockets(os.environ, os.getpid(), [unit.label for unit in plan.units])
+    plan = dataclasses.replace(plan, passed=passed.fds)
+    listens_tcp = any(unit.label not in passed.fds and unit.unix is None for unit in plan.units)
+    for line in [*passed.warnings, *start_warnings(settings, listens_tcp=listens_tcp, proxy_headers=proxy_headers)]:
+        log.warning("warning: %s", line)
+    for label in passed.fds:
+        log.info("%s: serving the socket systemd passed (fd %d)", label, passed.fds[label])
     try:
-        return trio.run(supervise, plan, writer, reloader)
+        return trio.run(partial(supervise, systemd=systemd), plan, writer, reloader)
     except BaseExceptionGroup as group:
         raise first_error(group) from None
 
@@ -159,12 +190,19 @@ def check(settings: Settings, stream: TextIO | None = None) -> int:
     make_plan(settings)  # the same checks `serve` makes before it binds anything
     out.write(f"config:  {settings.source}\n")
     out.write(f"backend: {qk.backend} (worker class {qk.worker_class}), host {qk.host}\n")
-    rows = [("app", "prefix", "port", "workers", "target")]
+    out.write(f"trusted: {', '.join(qk.forwarded_allow_ips) or '(nobody)'} (X-Forwarded-* believed from these peers)\n")
+    for line in start_warnings(settings):
+        out.write(f"warning: {line}\n")
+    rows = [("app", "prefix", "listen", "workers", "target")]
     for spec in qk.apps:
-        port = str(spec.port) if spec.port else "auto"
+        port = spec.bind or (str(spec.port) if spec.port else "auto")
         rows.append((spec.name, "/" + spec.prefix, port, str(spec.workers), spec.app))
     for line in format_table(rows):
         out.write(line + "\n")
+    for name, env in app_environments(settings, [spec.name for spec in qk.apps]).items():
+        if env.sources:  # names and where each came from; values never, they may be secrets
+            names = ", ".join(f"{key} ({source})" for key, source in sorted(env.sources.items()))
+            out.write(f"env {name}: {names}\n")
     for spec in qk.apps:
         load_app(spec.name, spec.app, settings.base_dir)
     out.write(f"ok: {len(qk.apps)} app(s) import\n")

@@ -22,6 +22,17 @@ from .supervisor.plan import Selection
 EPILOG = "Config lookup: --config, then $QKHYPER_CONFIG, then ./hypercorn.toml, then the bundled demo."
 
 
+def port_number(text: str) -> int:
+    """`--port`: 0 (a free port) to 65535; getaddrinfo wraps 70000 round to 4464 without a word."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a port number 0-65535, got {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number 0-65535, got {port}")
+    return port
+
+
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", metavar="PATH", help="config file (default: see lookup order below)")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of errors (default: off)")
@@ -51,7 +62,7 @@ def _add_serve(sub: Any, name: str, aliases: list[str], aio: bool, help_text: st
     )
     parser.add_argument(
         "--port",
-        type=int,
+        type=port_number,
         help="port for the one app, or for --aio (default: the app's port; --aio: 8000)",
     )
     parser.add_argument("--workers", type=int, metavar="N", help="workers per app (default: the app's workers, 1)")
@@ -71,7 +82,7 @@ def _add_serve(sub: Any, name: str, aliases: list[str], aio: bool, help_text: st
 
 def _server_options(parser: argparse.ArgumentParser, table: str, port: int) -> None:
     """Options of qkhyper's own servers (static, gateway)."""
-    parser.add_argument("--port", type=int, help=f"port (default: [qkhyper.{table}] port, {port})")
+    parser.add_argument("--port", type=port_number, help=f"port (default: [qkhyper.{table}] port, {port})")
     parser.add_argument("--workers", type=int, default=1, metavar="N", help="worker processes (default: 1)")
     _runtime(parser)
 

@@ -3,6 +3,13 @@
 It owns the lifespans of the user apps (see `lifespan.py`), tells the
 supervisor when all of them have started, and routes requests: to the one
 app, or by prefix in `--aio` mode.
+
+It is also where the worker proves to its supervisor that it is alive: a task
+in the lifespan's task group, which runs on the server's event loop, reports
+every `beat_interval` seconds, so a loop blocked by a sync call in a route
+stops the beats (a thread would beat on regardless). Each beat carries the
+request count, which costs a request one increment and one comparison: the
+count is reported at once only on reaching `request_limit`.
 """
 
 from __future__ import annotations
@@ -42,16 +49,32 @@ class HostApp:
         *,
         on_ready: Callable[[], None] = lambda: None,
         on_failed: Callable[[str], None] = lambda message: None,
+        on_beat: Callable[[int], None] = lambda requests: None,
+        beat_interval: float = 0.0,
+        request_limit: int = 0,
     ) -> None:
+        """
+        Args:
+            on_beat: called with the request count every `beat_interval`
+                seconds (0: never) once started, and on reaching `request_limit`
+                requests (0: never).
+        """
         self.mounts = list(mounts)
         self.on_ready = on_ready
         self.on_failed = on_failed
+        self.on_beat = on_beat
+        self.beat_interval = beat_interval
+        self.request_limit = request_limit
+        self.requests = 0  # HTTP requests and WebSocket connections served so far
         self._root = self.mounts[0] if len(self.mounts) == 1 and not self.mounts[0].prefix else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             await self._lifespan(receive, send)
             return
+        self.requests += 1
+        if self.requests == self.request_limit:
+            self.on_beat(self.requests)
         if self._root is not None:
             await self._root.app({**scope, "state": dict(self._root.lifespan.state)}, receive, send)
             return
@@ -87,11 +110,18 @@ class HostApp:
                 await send({"type": "lifespan.startup.failed", "message": str(exc)})
                 return
             self.on_ready()
+            if self.beat_interval > 0:
+                task_group.start_soon(self._beat)
             await send({"type": "lifespan.startup.complete"})
             await receive()  # lifespan.shutdown
             await self._shutdown(started)
             task_group.cancel_scope.cancel()
         await send({"type": "lifespan.shutdown.complete"})
+
+    async def _beat(self) -> None:
+        while True:
+            await anyio.sleep(self.beat_interval)
+            self.on_beat(self.requests)
 
     async def _shutdown(self, started: list[Mount]) -> None:
         for mount in reversed(started):

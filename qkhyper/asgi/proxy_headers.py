@@ -23,17 +23,27 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class TrustedPeers:
-    """`forwarded_allow_ips`: addresses or networks, or `*` for everyone."""
+    """`forwarded_allow_ips`: addresses or networks, `unix`, or `*` for everyone.
+
+    A connection on a unix socket has no client address (`scope["client"]` is
+    None on both servers); `unix` trusts those peers, as gunicorn does: they
+    are local processes, gated by the socket's mode, like peers on 127.0.0.1.
+    The entries were checked when the config was loaded.
+    """
 
     def __init__(self, entries: Iterable[str]) -> None:
         entries = list(entries)
         self.everyone = "*" in entries
-        self.networks: list[Network] = [ipaddress.ip_network(e, strict=False) for e in entries if e != "*"]
+        self.unix = "unix" in entries
+        named = [e for e in entries if e not in ("*", "unix")]
+        self.networks: list[Network] = [ipaddress.ip_network(e, strict=False) for e in named]
         self._seen: dict[object, bool] = {}  # per-request lookups of the same few peers
 
     def __contains__(self, host: object) -> bool:
         if self.everyone:
             return True
+        if host is None:
+            return self.unix
         known = self._seen.get(host)
         if known is None:
             known = self._lookup(host)
@@ -58,8 +68,7 @@ class ProxyHeadersMiddleware:
         client = scope.get("client")
         if (
             scope["type"] in ("http", "websocket")
-            and client
-            and client[0] in self.trusted
+            and (client[0] if client else None) in self.trusted
             and any(name.startswith(b"x-forwarded-") for name, _ in scope["headers"])
         ):
             scope = apply_forwarded(scope, self.trusted)
@@ -87,11 +96,36 @@ def apply_forwarded(scope: Scope, trusted: TrustedPeers) -> Scope:
         scope["headers"] = headers
     prefix = clean_prefix(_header(headers, b"x-forwarded-prefix"))
     if prefix:
-        scope["root_path"] = prefix + scope.get("root_path", "")
-        scope["path"] = prefix + scope["path"]
-        if scope.get("raw_path") is not None:
-            scope["raw_path"] = prefix.encode() + scope["raw_path"]
+        _prefix(scope, prefix)
     return scope
+
+
+def _prefix(scope: Scope, prefix: str) -> None:
+    """Mount `scope` (a copy) under `prefix`: root_path gets it, path and raw_path keep the full path."""
+    scope["root_path"] = prefix + scope.get("root_path", "")
+    scope["path"] = prefix + scope["path"]
+    if scope.get("raw_path") is not None:
+        scope["raw_path"] = prefix.encode() + scope["raw_path"]
+
+
+class RootPathMiddleware:
+    """The config's `root_path`, the same on both servers: as if a proxy had stripped that prefix.
+
+    uvicorn puts `root_path` in front of `path`, Hypercorn does not, so
+    neither server is given the key; this applies uvicorn's (and the ASGI
+    spec's) reading on both. It runs outside ProxyHeadersMiddleware, where the
+    server's own root_path would be, so X-Forwarded-Prefix still goes in front.
+    """
+
+    def __init__(self, app: ASGIApp, root_path: str) -> None:
+        self.app = app
+        self.root_path = root_path
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            scope = {**scope}
+            _prefix(scope, self.root_path)
+        await self.app(scope, receive, send)
 
 
 def client_from_chain(chain: str, trusted: TrustedPeers) -> str:

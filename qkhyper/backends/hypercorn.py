@@ -17,6 +17,7 @@ from ..asgi.types import ASGIApp
 from ..config.model import EdgeLimits
 from . import resolve_worker_class
 from .base import ACCEPT_GRACE, ServerOptions
+from .serverkeys import hypercorn_mapping
 
 if TYPE_CHECKING:
     from trio import CancelScope
@@ -25,7 +26,7 @@ log = logging.getLogger("qkhyper.backend")
 
 
 def make_config(sock: socket.socket, options: ServerOptions) -> Config:
-    config = Config.from_mapping(options.hypercorn)
+    config = Config.from_mapping(hypercorn_mapping(options.hypercorn))
     config.bind = [f"fd://{sock.fileno()}"]
     # h11's limit on an incomplete head (it answers 431); EdgeH11Protocol also
     # measures complete heads, and this one still holds should that patch not apply.
@@ -190,12 +191,17 @@ def _serve_trio(app: ASGIApp, config: Config) -> None:
 
     _patch_safely(_graceful_trio_context, "accept grace")
 
-    async def sigterm() -> None:
-        with trio.open_signal_receiver(signal.SIGTERM) as signals:
-            async for _ in signals:
-                return
-
     async def main() -> None:
-        await hypercorn_serve(app, config, shutdown_trigger=sigterm, mode="asgi")  # type: ignore[arg-type]
+        # Receive SIGTERM from the start, and for the worker's whole life: a SIGTERM
+        # during the lifespan startup must still get the graceful stop (startup
+        # finishes, then shutdown runs), and one arriving after the first must not
+        # fall back to the default action and kill the worker mid-drain.
+        with trio.open_signal_receiver(signal.SIGTERM) as signals:
+
+            async def sigterm() -> None:
+                async for _ in signals:
+                    return
+
+            await hypercorn_serve(app, config, shutdown_trigger=sigterm, mode="asgi")  # type: ignore[arg-type]
 
     trio.run(main)

@@ -16,7 +16,7 @@ import signal
 import socket
 from collections.abc import Generator
 from importlib.metadata import version
-from typing import Any, cast
+from typing import cast
 
 import uvicorn
 
@@ -25,6 +25,7 @@ from ..config.model import EdgeLimits
 from . import resolve_worker_class
 from .base import ACCEPT_GRACE, ServerOptions
 from .guards import require
+from .serverkeys import uvicorn_kwargs
 
 log = logging.getLogger("qkhyper.backend")
 
@@ -48,27 +49,16 @@ class _Server(uvicorn.Server):
 
 
 def make_config(app: ASGIApp, options: ServerOptions) -> uvicorn.Config:
-    """Translate the Hypercorn keys that have a uvicorn twin."""
-    hc: dict[str, Any] = options.hypercorn
-    kwargs: dict[str, Any] = {
-        "lifespan": "on",
-        "proxy_headers": False,  # qkhyper's own middleware handles them, for both backends
-        "timeout_graceful_shutdown": options.graceful_timeout,
-        "timeout_keep_alive": int(hc.get("keep_alive_timeout", 5)),
-        "access_log": hc.get("accesslog") is not None,
-        "log_level": str(hc.get("loglevel", "info")).lower(),
-        "root_path": hc.get("root_path", ""),
-        "server_header": hc.get("include_server_header", True),
-        "date_header": hc.get("include_date_header", True),
-        "loop": "uvloop" if resolve_worker_class(options.worker_class) == "uvloop" else "asyncio",
-        "http": http_protocol(options.limits),
-        "h11_max_incomplete_event_size": options.limits.max_header_size,
-    }
-    if "backlog" in hc:
-        kwargs["backlog"] = hc["backlog"]
-    if "websocket_max_message_size" in hc:
-        kwargs["ws_max_size"] = hc["websocket_max_message_size"]
-    return uvicorn.Config(app, **kwargs)
+    """uvicorn's arguments for the file's Hypercorn keys (serverkeys.CARRIED), plus qkhyper's own."""
+    return uvicorn.Config(
+        app,
+        lifespan="on",
+        proxy_headers=False,  # qkhyper's own middleware handles them, for both backends
+        loop="uvloop" if resolve_worker_class(options.worker_class) == "uvloop" else "asyncio",
+        http=http_protocol(options.limits),
+        h11_max_incomplete_event_size=options.limits.max_header_size,
+        **uvicorn_kwargs(options.hypercorn),
+    )
 
 
 def http_protocol(limits: EdgeLimits) -> type[asyncio.Protocol] | str:

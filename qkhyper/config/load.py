@@ -22,6 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, UsageError
+from .environ import check_env_table
+from .hypercorn_values import check_hypercorn_values
+from .listeners import check_listener, check_trusted
 from .model import (
     BACKENDS,
     DOCS_ASSETS,
@@ -35,6 +38,8 @@ from .model import (
     UpstreamSettings,
 )
 from .targets import parse_target
+from .workers import MANAGED_KEYS as MANAGED_WORKER_KEYS
+from .workers import check_worker_limits
 
 CONFIG_ENV = "QKHYPER_CONFIG"
 DEFAULT_NAME = "hypercorn.toml"
@@ -51,6 +56,11 @@ MANAGED_HYPERCORN_KEYS = {
     "daemon": "run qkhyper under a service manager instead",
     "pid_path": "qkhyper prints the pids in its ready table",
     "h11_max_incomplete_size": "set `max_header_size` in [qkhyper] (it applies to both backends)",
+    # Hypercorn applies these to the unix sockets it binds itself; qkhyper binds them.
+    "umask": "set `socket_mode` (with `bind`) in [[qkhyper.apps]]",
+    "user": "set `socket_owner` (with `bind`) in [[qkhyper.apps]]",
+    "group": "set `socket_group` (with `bind`) in [[qkhyper.apps]]",
+    **MANAGED_WORKER_KEYS,
 }
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 _SEGMENT_RE = re.compile(r"^[A-Za-z0-9_~!$&'()*+,;=:@-][A-Za-z0-9_.~!$&'()*+,;=:@-]*$")
@@ -101,7 +111,9 @@ def load_settings(
     qk = _check_qkhyper(_build(QkhyperSettings, merged, "qkhyper"))
     base_dir = Path.cwd() if is_demo else path.parent
     source = "bundled demo" if is_demo else str(path)
-    return Settings(qkhyper=qk, hypercorn=check_hypercorn_keys(data), base_dir=base_dir, source=source)
+    hypercorn = check_hypercorn_keys(data)
+    check_hypercorn_values(hypercorn, qk.backend)
+    return Settings(qkhyper=qk, hypercorn=hypercorn, base_dir=base_dir, source=source)
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -278,7 +290,9 @@ def _check_qkhyper(qk: QkhyperSettings) -> QkhyperSettings:
     _check_upstreams(qk.gateway)
     if qk.ready_timeout <= 0:
         raise ConfigError("qkhyper.ready_timeout must be positive")
+    check_trusted(qk.forwarded_allow_ips)
     _check_edge_limits(qk)
+    check_worker_limits(qk)
     return dataclasses.replace(qk, apps=_check_apps(qk.apps))
 
 
@@ -331,7 +345,7 @@ def _check_port(key: str, port: int) -> None:
 
 def _check_apps(apps: list[AppSpec]) -> list[AppSpec]:
     """Check every app and return them with normalised prefixes."""
-    seen: dict[str, dict[Any, str]] = {"name": {}, "prefix": {}, "port": {}}
+    seen: dict[str, dict[Any, str]] = {"name": {}, "prefix": {}, "port": {}, "bind": {}}
     checked = []
     for i, spec in enumerate(apps):
         where = f"qkhyper.apps[{i}]"
@@ -343,9 +357,11 @@ def _check_apps(apps: list[AppSpec]) -> list[AppSpec]:
         _check_port(f"{where}.port", spec.port)
         if spec.workers < 1:
             raise ConfigError(f"{where}.workers must be at least 1, got {spec.workers}")
-        for attr in ("name", "prefix", "port"):
+        check_listener(spec, where)
+        check_env_table(spec.env, where)
+        for attr in ("name", "prefix", "port", "bind"):
             value = getattr(spec, attr)
-            if attr == "port" and value == 0:
+            if not value and attr in ("port", "bind"):  # auto ports and TCP apps may repeat
                 continue
             if value in seen[attr]:
                 raise ConfigError(f"duplicate {attr} {value!r}: apps {seen[attr][value]!r} and {spec.name!r}")
@@ -407,9 +423,6 @@ _OPTIONAL_TYPES: dict[str, type] = {
     "statsd_host": str,
     "websocket_ping_interval": float,
     "root_path": str,
-    "umask": int,
-    "user": int,
-    "group": int,
 }
 
 

@@ -25,6 +25,40 @@ class AppSpec:
     prefix: str = ""
     port: int = 0
     workers: int = 1
+    # Variables the worker gets in its environment before the app is imported
+    # (README "Per-app environment": env beats env_file beats [qkhyper] env_file
+    # beats what qkhyper inherited). Values never leave the parent by argv.
+    env: dict[str, str] = field(default_factory=dict)
+    env_file: str = ""  # dotenv file, relative to the config's folder
+    # A unix socket instead of host:port: "unix:/run/qkhyper/users.sock".
+    bind: str = ""
+    socket_mode: int | None = None  # e.g. 0o660; None: as the umask leaves it
+    socket_owner: str = ""  # user name or uid; "" leaves it as created
+    socket_group: str = ""  # group name or gid
+    # The app's own WorkerLimits; None takes the [qkhyper] value.
+    max_requests: int | None = None
+    max_requests_jitter: int | None = None
+    max_rss_mb: int | None = None
+    max_lifetime: float | None = None
+    worker_timeout: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerLimits:
+    """When the supervisor replaces a worker that still runs (SPEC §3, "Recycling and hangs").
+
+    The first four recycle it by a roll (replacement ready first, then the old
+    one drains), the way gunicorn's `max_requests` is used against slow leaks;
+    `worker_timeout` replaces a worker whose event loop stopped answering.
+    0 turns each one off. Keys of `[qkhyper]` and of each `[[qkhyper.apps]]`
+    (the app's own value wins); the backends never see them.
+    """
+
+    max_requests: int = 0  # requests served, then recycled
+    max_requests_jitter: int = 0  # each worker adds 0..jitter, so workers started together do not recycle together
+    max_rss_mb: int = 0  # resident memory, sampled by the supervisor
+    max_lifetime: float = 0.0  # seconds since it became ready
+    worker_timeout: float = 60.0  # seconds without a heartbeat from its event loop, then stack dump and kill
 
 
 MIB = 1024 * 1024
@@ -112,8 +146,10 @@ class QkhyperSettings:
     worker_class: str = "uvloop"
     port_map: str = ".qkhyper/ports.json"
     docs_assets: str = "local"
-    # Peers whose X-Forwarded-* headers are believed (SPEC §3). "*" trusts all.
-    forwarded_allow_ips: list[str] = field(default_factory=lambda: ["127.0.0.1", "::1"])
+    # Peers whose X-Forwarded-* headers are believed (SPEC §3): addresses, networks,
+    # "unix" (peers on a unix socket, local like 127.0.0.1) or "*" (everyone).
+    forwarded_allow_ips: list[str] = field(default_factory=lambda: ["127.0.0.1", "::1", "unix"])
+    env_file: str = ""  # dotenv file every app gets (below each app's own env_file and env)
     # Seconds a child may take to import its app and finish lifespan startup.
     ready_timeout: float = 60.0
     # Edge limits for every server qkhyper runs (serve, gateway, static): see EdgeLimits.
@@ -121,6 +157,12 @@ class QkhyperSettings:
     max_headers: int = 100
     header_timeout: float = 10.0
     h2c: bool = False
+    # Worker recycling and the watchdog, for every app without its own value: see WorkerLimits.
+    max_requests: int = 0
+    max_requests_jitter: int = 0
+    max_rss_mb: int = 0
+    max_lifetime: float = 0.0
+    worker_timeout: float = 60.0
     apps: list[AppSpec] = field(default_factory=list)
     gateway: GatewaySettings = field(default_factory=GatewaySettings)
     static: StaticSettings = field(default_factory=StaticSettings)

@@ -40,8 +40,8 @@ def parse_http_url(text: str, what: str) -> Address:
     """
     parts = urlsplit(text)
     try:
-        port = parts.port or 80
-    except ValueError:
+        port = 80 if parts.port is None else parts.port  # `or 80` turned an explicit :0 into 80
+    except ValueError:  # not a number, or outside 0-65535
         port = -1
     if parts.scheme != "http" or not parts.hostname or parts.path not in ("", "/") or port < 1:
         raise UsageError(f"{what} {text!r} must look like http://HOST[:PORT]")

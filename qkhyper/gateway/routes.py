@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from ..config.load import normalize_prefix
 from ..config.model import GatewayOptions, RouteSpec, Settings, UpstreamSettings
-from ..config.portmap import read_port_map
+from ..config.portentries import PortEntry
 from ..config.targets import parse_target
 from ..errors import ConfigError
 
@@ -32,21 +32,49 @@ def parse_upstream(text: str, app_ports: Mapping[str, int]) -> RouteSpec:
     return RouteSpec(prefix, ((match.group("host").strip("[]"), port),), True, "--upstream")
 
 
-def app_routes(settings: Settings, port_map: Mapping[str, Mapping[str, object]], host: str) -> list[RouteSpec]:
-    """A route per app of the config, on the port the last `serve` recorded, else the config's.
+def app_routes(settings: Settings, port_map: Mapping[str, PortEntry], host: str) -> list[RouteSpec]:
+    """A route per TCP app of the config, on the port the last `serve` recorded, else the config's.
 
     The port map wins because it says what is running: an auto port, or the one
     port of `serve --aio`, whose apps expect their full path (no prefix stripping).
+    The map's entries were checked when it was read (config/portentries.py).
     """
     routes = []
     for spec in settings.qkhyper.apps:
-        entry = port_map.get(spec.name, {})
-        port = entry.get("port") or spec.port
-        if not isinstance(port, int) or port <= 0:
+        entry = port_map.get(spec.name)
+        if _unix_socket(spec.name, spec.bind, port_map):
+            continue
+        port = entry.port if entry is not None else spec.port
+        if port <= 0:
             continue  # an auto port that `serve` has not recorded yet
-        strip = not entry.get("aio", False)
+        strip = not (entry is not None and entry.aio)
         routes.append(RouteSpec("/" + spec.prefix, ((host, port),), strip, f"app {spec.name}"))
     return routes
+
+
+def _unix_socket(name: str, bind: str, port_map: Mapping[str, PortEntry]) -> str:
+    """The unix socket an app listens on, per the running serve or else the config; "" for TCP."""
+    entry = port_map.get(name)
+    if entry is not None:
+        return f"unix:{entry.unix}" if entry.unix else ""
+    return bind
+
+
+def check_unix_apps(settings: Settings, port_map: Mapping[str, PortEntry], moved: Iterable[RouteSpec]) -> None:
+    """The proxy core connects over TCP only: an app on a unix socket needs its prefix sent elsewhere.
+
+    Raises:
+        ConfigError: naming the first app on a unix socket whose prefix no
+            `--upstream` or `upstreams` entry with targets takes over.
+    """
+    covered = {route.prefix for route in moved if route.targets}
+    for spec in settings.qkhyper.apps:
+        where = _unix_socket(spec.name, spec.bind, port_map)
+        if where and "/" + spec.prefix not in covered:
+            raise ConfigError(
+                f"app {spec.name!r} listens on {where}, and the gateway proxies to TCP only: give the app a port, "
+                f"or send /{spec.prefix} elsewhere with --upstream or [qkhyper.gateway].upstreams"
+            )
 
 
 def table_routes(upstreams: Mapping[str, UpstreamSettings]) -> list[RouteSpec]:
@@ -105,17 +133,26 @@ def _overlay(below: RouteSpec | None, route: RouteSpec) -> RouteSpec:
     )
 
 
-def gateway_options(settings: Settings, upstreams: Sequence[str] = ()) -> GatewayOptions:
+def gateway_options(
+    settings: Settings, upstreams: Sequence[str] = (), port_map: Mapping[str, PortEntry] | None = None
+) -> GatewayOptions:
     """Everything a gateway worker needs, resolved in the parent (routes, ports, settings).
 
+    Args:
+        port_map: the checked entries of a running serve's port map (`read_port_map`).
+
     Raises:
-        ConfigError: duplicate prefixes, malformed upstreams, no route at all.
+        ConfigError: duplicate prefixes, malformed upstreams, no route at all,
+            an app on a unix socket with no route elsewhere.
     """
     cfg = settings.qkhyper.gateway
-    apps = app_routes(settings, read_port_map(settings.port_map_path()), cfg.default_upstream)
+    port_map = port_map or {}
+    apps = app_routes(settings, port_map, cfg.default_upstream)
     app_ports = {route.prefix: route.targets[0][1] for route in apps}
     cli = [parse_upstream(text, app_ports) for text in upstreams]
-    routes = merge_routes(apps, table_routes(cfg.upstreams), cli)
+    table = table_routes(cfg.upstreams)
+    check_unix_apps(settings, port_map, [*table, *cli])
+    routes = merge_routes(apps, table, cli)
     fallback = parse_target(cfg.fallback, None, "fallback") if cfg.fallback else None
     if not routes and fallback is None:
         raise ConfigError(f"{settings.source}: the gateway has no routes (no apps with a known port, no upstreams)")

@@ -4,14 +4,17 @@ The supervisor bound the socket (FD) and holds the only write end of the
 lifeline pipe; when the supervisor dies, even by SIGKILL, the read end here
 sees EOF and the worker stops (`PR_SET_PDEATHSIG` is not used: it fires when
 the forking *thread* exits, and trio forks from short-lived worker threads).
-READY_FD carries one JSON line to the supervisor: `{"ready": pid}` once every
-app's lifespan startup has finished, or `{"error": "..."}`.
+READY_FD is the report pipe (messages.py): `{"ready": pid}` once every app's
+lifespan startup has finished, or `{"error": "..."}`; then heartbeats with the
+request count, from the event loop. On STACK_SIGNAL the worker prints every
+thread's stack (faulthandler: C code, so it answers while the loop is blocked),
+which the supervisor asks for before it kills a hung worker.
 """
 
 from __future__ import annotations
 
+import faulthandler
 import gc
-import json
 import logging
 import os
 import signal
@@ -23,11 +26,13 @@ from pathlib import Path
 
 from ..asgi.edge import EdgeMiddleware
 from ..asgi.host import HostApp, make_mounts
-from ..asgi.proxy_headers import ProxyHeadersMiddleware, TrustedPeers
+from ..asgi.proxy_headers import ProxyHeadersMiddleware, RootPathMiddleware, TrustedPeers
 from ..asgi.types import ASGIApp
 from ..backends import ServerOptions, get_backend
 from ..errors import QkhyperError
 from ..loader import load_app
+from ..proctitle import set_title
+from .messages import STACK_SIGNAL, Beat, Failed, Message, Ready, encode
 from .plan import ChildSpec
 
 # After the supervisor vanished: time left for a graceful stop before exiting hard.
@@ -35,20 +40,20 @@ ORPHAN_GRACE = 1.5
 
 
 class Reporter:
-    """Writes the one readiness message to the supervisor."""
+    """Writes this worker's reports to the supervisor: ready or failed once, then heartbeats."""
 
     def __init__(self, fd: int) -> None:
         self.fd: int | None = fd
 
-    def send(self, **message: object) -> None:
+    def send(self, message: Message) -> None:
         if self.fd is None:
             return
+        data = encode(message)
         try:
-            os.write(self.fd, json.dumps(message).encode() + b"\n")
-            os.close(self.fd)
+            while data:
+                data = data[os.write(self.fd, data) :]
         except OSError:
-            pass  # the supervisor is gone; the lifeline will stop us
-        self.fd = None
+            self.fd = None  # the supervisor is gone; the lifeline will stop us
 
 
 def watch_lifeline(fd: int) -> None:
@@ -81,8 +86,11 @@ def _host_app(spec: ChildSpec, reporter: Reporter) -> ASGIApp:
         apps = [(name, prefix, factory(spec.options)) for name, prefix, factory in apps]
     host = HostApp(
         make_mounts(apps, spec.ready_timeout),
-        on_ready=lambda: reporter.send(ready=os.getpid()),
-        on_failed=lambda message: reporter.send(error=message),
+        on_ready=lambda: reporter.send(Ready(os.getpid())),
+        on_failed=lambda message: reporter.send(Failed(message)),
+        on_beat=lambda requests: reporter.send(Beat(requests)),
+        beat_interval=spec.beat_interval,
+        request_limit=spec.request_limit,
     )
     if spec.options is not None:
         return host
@@ -91,7 +99,9 @@ def _host_app(spec: ChildSpec, reporter: Reporter) -> ASGIApp:
         from ..asgi.docs_assets import DocsAssetsMiddleware
 
         app = DocsAssetsMiddleware(app)
-    return ProxyHeadersMiddleware(app, TrustedPeers(spec.trusted))
+    app = ProxyHeadersMiddleware(app, TrustedPeers(spec.trusted))
+    root_path = spec.hypercorn.get("root_path")  # applied here for both servers (backends/serverkeys.py)
+    return RootPathMiddleware(app, root_path) if root_path else app
 
 
 def _log_to_stderr(debug: bool) -> None:
@@ -105,7 +115,10 @@ def _log_to_stderr(debug: bool) -> None:
 
 
 def run(spec: ChildSpec, fd: int, ready_fd: int, lifeline_fd: int) -> int:
+    if spec.title:
+        set_title(spec.title)  # the supervisor already said it if titles cannot be set here
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # only the supervisor decides how we stop
+    faulthandler.register(STACK_SIGNAL, file=sys.stderr, all_threads=True)
     watch_lifeline(lifeline_fd)
     _log_to_stderr(spec.debug)
     reporter = Reporter(ready_fd)
@@ -113,7 +126,7 @@ def run(spec: ChildSpec, fd: int, ready_fd: int, lifeline_fd: int) -> int:
         app = build_app(spec, reporter)
         backend = get_backend(spec.backend)
     except QkhyperError as exc:
-        reporter.send(error=str(exc))
+        reporter.send(Failed(str(exc)))
         return 1
     sock = socket.socket(fileno=fd)
     # Everything imported and built so far lives as long as the worker: move it out of

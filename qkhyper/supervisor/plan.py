@@ -10,14 +10,20 @@ from __future__ import annotations
 import base64
 import dataclasses
 import importlib.util
+import os
 import pickle
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..config.environ import AppEnvironment, app_environment, shared_environment
+from ..config.listeners import unix_path
 from ..config.load import did_you_mean
-from ..config.model import BuiltinOptions, EdgeLimits, Settings
+from ..config.model import AppSpec, BuiltinOptions, EdgeLimits, Settings, WorkerLimits
+from ..config.workers import strictest, worker_limits
 from ..errors import ConfigError, UsageError
+from .policy import beat_interval
+from .unixsock import UnixSocket
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +49,9 @@ class ChildSpec:
     options: BuiltinOptions | None = None
     debug: bool = False  # --debug: qkhyper's own debug lines from the worker too
     limits: EdgeLimits = field(default_factory=EdgeLimits)  # header size/count/timeout, h2c: for every server
+    beat_interval: float = 0.0  # seconds between heartbeats from the event loop; 0 = none (no worker_timeout)
+    request_limit: int = 0  # report the request count at once on reaching it; set per worker at spawn
+    title: str = ""  # the worker's process title ("qkhyper: users worker 2"); set per worker at spawn
 
     def encode(self) -> str:
         """The spec as one argv word. Pickle, so the frozen settings arrive as the same classes;
@@ -65,6 +74,11 @@ class Unit:
     port: int
     workers: int
     child: ChildSpec
+    # The app's variables (config/environ.py): set in the worker's environment at exec,
+    # never in `child`, which travels in argv where `ps` shows it to every local user.
+    env: dict[str, str] = field(default_factory=dict, repr=False)
+    unix: UnixSocket | None = None  # `bind = "unix:..."`: listen there instead of host:port
+    limits: WorkerLimits = field(default_factory=WorkerLimits)  # recycling and the watchdog
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +87,8 @@ class ServePlan:
     graceful_timeout: float
     ready_timeout: float
     port_map: str
+    source: str = ""  # the config file (Settings.source), recorded in the port map
+    passed: dict[str, int] = field(default_factory=dict)  # unit label -> fd systemd passed (activation.py)
 
 
 def select_apps(settings: Settings, names: Sequence[str], exclude: Sequence[str]) -> list[str]:
@@ -108,11 +124,20 @@ def with_debug(plan: ServePlan) -> ServePlan:
     return dataclasses.replace(plan, units=units)
 
 
+def app_environments(
+    settings: Settings, names: Sequence[str], inherited: Mapping[str, str] | None = None
+) -> dict[str, AppEnvironment]:
+    """Each named app's variables, env files read now (`inherited`: qkhyper's own environment)."""
+    inherited = os.environ if inherited is None else inherited
+    return {name: app_environment(settings, settings.app(name), inherited) for name in names}
+
+
 def make_plan(settings: Settings, selection: Selection = EVERY_APP) -> ServePlan:
     """Turn settings plus the command line's selection into units.
 
     Raises:
         UsageError: unknown app, `--port` with several apps, missing backend.
+        ConfigError: a missing or malformed env file, or --aio apps needing two values of one variable.
     """
     qk = settings.qkhyper
     check_backend(qk.backend, qk.worker_class)
@@ -120,26 +145,43 @@ def make_plan(settings: Settings, selection: Selection = EVERY_APP) -> ServePlan
     chosen = select_apps(settings, names, selection.exclude)
     if workers is not None and workers < 1:
         raise UsageError(f"--workers must be at least 1, got {workers}")
+    if port is not None and not 0 <= port <= 65535:  # the CLI checks too; this is for API callers
+        raise UsageError(f"--port must be a port number 0-65535, got {port}")
 
-    def child(label: str, refs: list[AppRef]) -> ChildSpec:
-        return child_spec(settings, label, refs)
+    def unit(
+        label: str,
+        prefixes: list[str],
+        port: int,
+        count: int,
+        refs: list[AppRef],
+        limits: WorkerLimits,
+        env: dict[str, str],
+        unix: UnixSocket | None = None,
+    ) -> Unit:
+        child = dataclasses.replace(child_spec(settings, label, refs), beat_interval=beat_interval(limits))
+        return Unit(label, prefixes, qk.host, port, count, child, env, unix, limits)
 
     specs = [settings.app(n) for n in chosen]
+    envs = app_environments(settings, chosen)
     if aio:
         refs = [AppRef(s.name, s.app, s.prefix) for s in specs]
+        limits = strictest([worker_limits(qk, s) for s in specs])
         unit_port = qk.gateway.port if port is None else port
-        units = [Unit("aio", [s.prefix for s in specs], qk.host, unit_port, workers or 1, child("aio", refs))]
+        env = shared_environment(envs).values
+        units = [unit("aio", [s.prefix for s in specs], unit_port, workers or 1, refs, limits, env)]
     else:
         if port is not None and len(specs) > 1:
             raise UsageError("--port needs exactly one app (or --aio); name the app: qkhyper serve NAME --port P")
         units = [
-            Unit(
+            unit(
                 s.name,
                 [s.prefix],
-                qk.host,
                 s.port if port is None else port,
                 workers or s.workers,
-                child(s.name, [AppRef(s.name, s.app, "")]),
+                [AppRef(s.name, s.app, "")],
+                worker_limits(qk, s),
+                envs[s.name].values,
+                unix_socket(settings, s) if port is None else None,  # --port moves the app to TCP
             )
             for s in specs
         ]
@@ -148,7 +190,16 @@ def make_plan(settings: Settings, selection: Selection = EVERY_APP) -> ServePlan
         graceful_timeout=settings.graceful_timeout,
         ready_timeout=qk.ready_timeout,
         port_map=str(settings.port_map_path()),
+        source=settings.source,
     )
+
+
+def unix_socket(settings: Settings, spec: AppSpec) -> UnixSocket | None:
+    """The app's unix socket, its path resolved from the config's folder; None for TCP apps."""
+    path = unix_path(spec.bind)
+    if path is None:
+        return None
+    return UnixSocket(str(settings.base_dir / path), spec.socket_mode, spec.socket_owner, spec.socket_group)
 
 
 def child_spec(settings: Settings, label: str, refs: list[AppRef], options: BuiltinOptions | None = None) -> ChildSpec:
@@ -183,9 +234,10 @@ def builtin_plan(
     child = child_spec(settings, label, [AppRef(label, factory, "")], options)
     # The proxy's own limit also bounds what the server takes from a client, in one setting.
     server = {**child.hypercorn, "websocket_max_message_size": options.settings.ws_max_message_size}
-    child = dataclasses.replace(child, hypercorn=server)
+    limits = worker_limits(qk)
+    child = dataclasses.replace(child, hypercorn=server, beat_interval=beat_interval(limits))
     return ServePlan(
-        units=[Unit(label, [""], qk.host, port, workers, child)],
+        units=[Unit(label, [""], qk.host, port, workers, child, limits=limits)],
         graceful_timeout=settings.graceful_timeout,
         ready_timeout=qk.ready_timeout,
         port_map="",  # the port map records the apps, not qkhyper's own servers

@@ -13,19 +13,26 @@ import os
 import signal
 import socket
 from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 import trio
 
-from ..config.portmap import write_port_map
+from ..config.portentries import PortEntry
+from ..config.portmap import recorded_ports
 from ..errors import QkhyperError
 from ..logs import SUPERVISOR_LABEL, LabelWriter, format_table
+from .notifier import NoNotifier, Notifier
+from .notify import SlotHealth, View, starting_status, status_line
 from .plan import ServePlan, Unit
+from .process import ProcessWorker
 from .reaper import reap_forever
 from .reload import WatchPlan, watch
 from .signals import HANDLED, Command, command_for
 from .slot import Slot, SlotConfig
-from .sockets import bound_port, bound_sockets
+from .sockets import bound_sockets, listen_url, port_entry
+from .systemd import SystemdReporter
+from .worker import Worker
 
 log = logging.getLogger("qkhyper.supervisor")
 
@@ -44,6 +51,20 @@ class Lifeline:
                 pass
 
 
+# Makes a worker for `unit` with its request limit, for the slot numbered `number` (1, 2, ... per unit).
+MakeWorker = Callable[[Unit, int, int], Worker]
+# Opens the stream of signals the supervisor handles: trio.open_signal_receiver, or a test's channel.
+OpenSignals = Callable[..., AbstractContextManager[AsyncIterator[int]]]
+
+
+@dataclasses.dataclass(frozen=True)
+class Systemd:
+    """What systemd asked of us (notify.py): where notifications go, and how often to ping its watchdog."""
+
+    notifier: Notifier = dataclasses.field(default_factory=NoNotifier)
+    watchdog_every: float | None = None
+
+
 @dataclasses.dataclass(frozen=True)
 class Reloader:
     """`--reload`: what to watch, and how to re-read the config when it changes."""
@@ -59,6 +80,10 @@ class Supervisor:
         sockets: dict[str, socket.socket],
         writer: LabelWriter,
         reloader: Reloader | None = None,
+        *,
+        systemd: Systemd | None = None,
+        make_worker: MakeWorker | None = None,
+        open_signals: OpenSignals = trio.open_signal_receiver,
     ) -> None:
         self.plan = plan
         self.reloader = reloader
@@ -66,26 +91,36 @@ class Supervisor:
         self.writer = writer
         self.lifeline = Lifeline()
         self.slots: dict[str, list[Slot]] = {unit.label: [] for unit in plan.units}
+        self.numbers: dict[Slot, int] = {}  # each slot's number within its unit, shown in its workers' titles
         self.retiring: list[Slot] = []  # removed by SIGTTOU, still draining
         self.ready = False
         self.draining = False
         self.exit_code = 0
+        self.rolling: str | None = None  # the unit a roll (SIGHUP, --reload) is at, for the STATUS= line
+        self.make_worker = make_worker or self._process_worker
+        self.open_signals = open_signals
+        systemd = systemd or Systemd()
+        self.systemd = SystemdReporter(systemd.notifier, systemd.watchdog_every, self._view, self._health)
         self._starting = trio.CancelScope()
         self._roll_lock = trio.Lock()
         self._stopped = trio.Event()
 
     async def run(self, task_status: trio.TaskStatus[Supervisor] = trio.TASK_STATUS_IGNORED) -> int:
         try:
-            with trio.open_signal_receiver(*HANDLED) as signals:
+            with self.open_signals(*HANDLED) as signals:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._handle_signals, signals, nursery)
                     if os.getpid() == 1:
                         nursery.start_soon(reap_forever, self._worker_pids)
+                    view = self._view()
+                    self.systemd.starting(starting_status(view.labels, view.apps, view.workers))
                     with self._starting:
-                        await self._start_all(nursery)
+                        await self._start_or_stop_all(nursery)
                     if not self.draining:
                         self.ready = True
                         self._print_table()
+                        self.systemd.ready()  # after the table: both say the same thing, to the two audiences
+                        nursery.start_soon(self.systemd.run)
                         task_status.started(self)
                         if self.reloader is not None:
                             nursery.start_soon(watch, self.reloader.watch_plan, self._on_change)
@@ -97,14 +132,28 @@ class Supervisor:
         return self.exit_code
 
     def _slot_config(self, unit: Unit) -> SlotConfig:
-        return SlotConfig(
-            unit=unit,
-            sock=self.sockets[unit.label],
-            lifeline=self.lifeline.read_fd,
-            writer=self.writer,
-            ready_timeout=self.plan.ready_timeout,
-            graceful_timeout=self.plan.graceful_timeout,
-        )
+        return SlotConfig(unit, self.plan.ready_timeout, self.plan.graceful_timeout)
+
+    def _process_worker(self, unit: Unit, request_limit: int, number: int) -> Worker:
+        title = f"qkhyper: {unit.label} worker {number}"
+        return ProcessWorker(unit, self.sockets[unit.label], self.lifeline.read_fd, self.writer, request_limit, title)
+
+    async def _start_or_stop_all(self, nursery: trio.Nursery) -> None:
+        """Start every worker; if one fails, stop the others as a SIGTERM would, then re-raise.
+
+        Workers that are ready drain and run their apps' lifespan shutdown, and
+        so do those still starting (each within the drain deadline), instead
+        of being killed as the nursery unwinds.
+        """
+        try:
+            await self._start_all(nursery)
+        except BaseException:
+            if not self.draining:
+                log.info("start failed: stopping the workers that started, as on SIGTERM")
+                self._shutdown(nursery, graceful=True)
+                with trio.CancelScope(shield=True):
+                    await self._stopped.wait()
+            raise
 
     async def _start_all(self, nursery: trio.Nursery) -> None:
         async with trio.open_nursery() as starting:
@@ -113,13 +162,24 @@ class Supervisor:
                     starting.start_soon(self._add_slot, nursery, unit)
 
     async def _add_slot(self, nursery: trio.Nursery, unit: Unit) -> Slot:
-        slot = Slot(self._slot_config(unit))
-        self.slots[unit.label].append(slot)
+        group = self.slots[unit.label]
+        taken = {self.numbers[slot] for slot in group}
+        number = min(n for n in range(1, len(group) + 2) if n not in taken)  # a number freed by SIGTTOU is reused
+
+        def new_worker(unit: Unit, request_limit: int) -> Worker:
+            return self.make_worker(unit, request_limit, number)
+
+        slot = Slot(self._slot_config(unit), new_worker, on_change=self.systemd.changed)
+        group.append(slot)
+        self.numbers[slot] = number
         try:
             await nursery.start(slot.run)
         except BaseException:
-            self.slots[unit.label].remove(slot)
+            group.remove(slot)
+            del self.numbers[slot]
             raise
+        finally:
+            self.systemd.changed()
         return slot
 
     def _worker_pids(self) -> set[int]:
@@ -139,7 +199,7 @@ class Supervisor:
                 self.exit_code = 1 if command is Command.KILL else self.exit_code
                 for slot in self._all_slots():
                     slot.kill_all()
-            elif command is Command.IGNORE:
+            elif command in (Command.IGNORE, Command.KEEP_DRAINING):
                 continue
             elif not self.ready or self.draining:
                 log.info("%s ignored: %s", name, "shutting down" if self.draining else "still starting")
@@ -153,6 +213,7 @@ class Supervisor:
 
     def _shutdown(self, nursery: trio.Nursery, graceful: bool) -> None:
         self.draining = True
+        self.systemd.stopping()
         self._starting.cancel()
         # The workers hold their own copies of the listening sockets and close them
         # as they start draining; once ours are closed too, new connections are
@@ -170,7 +231,16 @@ class Supervisor:
         self._stopped.set()
 
     def _start_roll(self, nursery: trio.Nursery) -> None:
-        if self._roll_lock.locked():
+        """SIGHUP: roll every worker, and tell systemd a reload began (READY=1 follows when the roll is done).
+
+        A SIGHUP during a roll is told too, with its own time, and the running
+        roll's end answers it: `Type=notify-reload` waits for exactly that.
+        """
+        running = self._roll_lock.locked()
+        self.systemd.reloading(
+            status_line(dataclasses.replace(self._view(), rolling=self.rolling or self._labels()[0]))
+        )
+        if running:
             log.info("a rolling restart is already running")
             return
         nursery.start_soon(self._roll, set(self.slots))
@@ -178,12 +248,20 @@ class Supervisor:
     async def _roll(self, labels: set[str]) -> None:
         """Roll slot by slot, so the other workers keep serving meanwhile."""
         async with self._roll_lock:
-            for label in [unit.label for unit in self.plan.units if unit.label in labels]:
-                for slot in list(self.slots[label]):
-                    if self.draining:
-                        return
-                    await slot.roll()
+            try:
+                for label in [label for label in self._labels() if label in labels]:
+                    self.rolling = label
+                    self.systemd.changed()
+                    for slot in list(self.slots[label]):
+                        if self.draining:
+                            return
+                        await slot.roll()
+            finally:
+                self.rolling = None
+                self.systemd.changed()
             log.info("rolling restart done: %s", self._pid_summary())
+            if self.systemd.reloading_announced:
+                self.systemd.ready()
 
     async def _on_change(self, labels: set[str], config_changed: bool) -> None:
         assert self.reloader is not None
@@ -201,7 +279,7 @@ class Supervisor:
         old = {unit.label: unit for unit in self.plan.units}
         for unit in plan.units:
             before = old.get(unit.label)
-            if before is None or (before.host, before.port) != (unit.host, unit.port):
+            if before is None or (before.host, before.port, before.unix) != (unit.host, unit.port, unit.unix):
                 log.warning("%s: new or moved app needs a restart of qkhyper to take effect", unit.label)
                 continue
             for slot in self.slots[unit.label]:
@@ -215,6 +293,7 @@ class Supervisor:
             log.error("%s: could not add a worker: %s", unit.label, exc)
             return
         pid = slot.worker.pid if slot.worker else 0
+        self.systemd.changed()
         log.info("%s: added worker %d (%d now)", unit.label, pid, len(self.slots[unit.label]))
 
     def _scale_down(self) -> None:
@@ -223,9 +302,27 @@ class Supervisor:
                 log.info("%s: keeping its last worker", label)
                 continue
             slot = group.pop()
+            del self.numbers[slot]
+            self.systemd.changed()
             self.retiring = [s for s in self.retiring if not s.finished.is_set()] + [slot]
             slot.request_stop(graceful=True)
             log.info("%s: removing a worker (%d left)", label, len(group))
+
+    def _labels(self) -> list[str]:
+        return [unit.label for unit in self.plan.units]
+
+    def _view(self) -> View:
+        """What the STATUS= line is made from (notify.status_line)."""
+        if self.ready:  # the slots that have served: one SIGTTIN adds is counted once its worker is ready
+            workers = sum(slot.served for group in self.slots.values() for slot in group)
+        else:
+            workers = sum(unit.workers for unit in self.plan.units)
+        apps = sum(len(unit.child.apps) for unit in self.plan.units)
+        return View(self._labels(), apps, workers, self.rolling, self.draining)
+
+    def _health(self) -> list[SlotHealth]:
+        # A slot still starting its first worker (SIGTTIN) is not unhealthy yet: its start has its own deadline.
+        return [slot.health() for group in self.slots.values() for slot in group if slot.served]
 
     def _pid_summary(self) -> str:
         return "; ".join(f"{label} {self._pids(label)}" for label in self.slots)
@@ -236,8 +333,7 @@ class Supervisor:
     def _print_table(self) -> None:
         rows = [("app", "prefix", "url", "pids")]
         for unit in self.plan.units:
-            port = bound_port(self.sockets[unit.label])
-            url = f"http://{_url_host(unit.host)}:{port}"
+            url = listen_url(self.sockets[unit.label])
             rows.append((unit.label, " ".join("/" + p for p in unit.prefixes), url, self._pids(unit.label)))
         for line in format_table(rows):
             self.writer.line(SUPERVISOR_LABEL, line)
@@ -246,21 +342,19 @@ class Supervisor:
         log.info("ready: %d app(s), %d worker(s); Ctrl-C to stop", apps, workers)
 
 
-def _url_host(host: str) -> str:
-    return f"[{host}]" if ":" in host else host
-
-
-def port_map_entries(plan: ServePlan, sockets: dict[str, socket.socket]) -> dict[str, dict[str, object]]:
-    entries: dict[str, dict[str, object]] = {}
+def port_map_entries(plan: ServePlan, sockets: dict[str, socket.socket]) -> dict[str, PortEntry]:
+    entries: dict[str, PortEntry] = {}
     for unit in plan.units:
         for ref in unit.child.apps:
-            entries[ref.name] = {
-                "host": unit.host,
-                "port": bound_port(sockets[unit.label]),
-                "prefix": "/" + (ref.prefix or unit.prefixes[0]),
-                "aio": bool(ref.prefix),
-            }
+            prefix = "/" + (ref.prefix or unit.prefixes[0])
+            entries[ref.name] = port_entry(sockets[unit.label], prefix, bool(ref.prefix))
     return entries
+
+
+def _port_map(plan: ServePlan, sockets: dict[str, socket.socket]) -> AbstractContextManager[None]:
+    if not plan.port_map:
+        return nullcontext()
+    return recorded_ports(Path(plan.port_map), port_map_entries(plan, sockets), config=plan.source)
 
 
 async def supervise(
@@ -268,6 +362,7 @@ async def supervise(
     writer: LabelWriter,
     reloader: Reloader | None = None,
     *,
+    systemd: Systemd | None = None,
     task_status: trio.TaskStatus[Supervisor] = trio.TASK_STATUS_IGNORED,
 ) -> int:
     """Run `plan` until a signal stops it; return the exit code.
@@ -276,7 +371,5 @@ async def supervise(
         ConfigError: a port is taken (before any worker starts).
         AppStartupError: a worker failed to import, start or get ready.
     """
-    with bound_sockets(plan.units) as sockets:
-        if plan.port_map:
-            write_port_map(Path(plan.port_map), port_map_entries(plan, sockets))
-        return await Supervisor(plan, sockets, writer, reloader).run(task_status)
+    with bound_sockets(plan.units, plan.passed) as sockets, _port_map(plan, sockets):
+        return await Supervisor(plan, sockets, writer, reloader, systemd=systemd).run(task_status)

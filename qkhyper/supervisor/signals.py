@@ -12,6 +12,7 @@ import signal
 
 class Command(enum.Enum):
     DRAIN = "graceful shutdown"
+    KEEP_DRAINING = "graceful shutdown continues"
     KILL = "immediate shutdown"
     QUIT = "immediate shutdown, no drain"
     ROLL = "rolling restart"
@@ -32,6 +33,15 @@ HANDLED = (
     signal.SIGWINCH,
 )
 
+# Once a drain runs, only a person pressing Ctrl-C again means "now": process
+# managers, `timeout(1)` and `kill -TERM -PGID` (which reaches the supervisor
+# twice when it shares a group with its launcher) deliver SIGTERM twice as a
+# matter of course, and killing then would lose the requests in flight.
+_WHILE_DRAINING = {
+    signal.SIGINT: Command.KILL,
+    signal.SIGTERM: Command.KEEP_DRAINING,
+}
+
 _TABLE = {
     signal.SIGQUIT: Command.QUIT,
     signal.SIGHUP: Command.ROLL,
@@ -41,7 +51,7 @@ _TABLE = {
 
 
 def command_for(signum: int, draining: bool) -> Command:
-    """INT/TERM drain the first time and kill the second; the rest per the table."""
+    """INT/TERM drain the first time; again, INT kills and TERM keeps draining; the rest per the table."""
     if signum in (signal.SIGINT, signal.SIGTERM):
-        return Command.KILL if draining else Command.DRAIN
+        return _WHILE_DRAINING[signal.Signals(signum)] if draining else Command.DRAIN
     return _TABLE.get(signal.Signals(signum), Command.IGNORE)

@@ -3,23 +3,27 @@
 A port clash is found here, before anything runs, and named with its app. The
 sockets are inheritable so children serve them by file descriptor; N workers
 of one app share one socket and so one accept queue (no SO_REUSEPORT, which
-drops queued connections when a worker is replaced).
+drops queued connections when a worker is replaced). A unit listens on a
+socket systemd passed (activation.py), else on its unix socket (unixsock.py),
+else on host:port.
 """
 
 from __future__ import annotations
 
 import errno
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
+from ..backends import serverkeys
+from ..config.portentries import PortEntry
 from ..errors import ConfigError
+from .activation import adopt
 from .plan import Unit
+from .unixsock import BoundFile, bind_unix
 
-BACKLOG = 2048
 
-
-def bind_socket(host: str, port: int, label: str) -> socket.socket:
+def bind_socket(host: str, port: int, label: str, backlog: int) -> socket.socket:
     """Bind and listen on `host:port` (port 0 picks a free one).
 
     Raises:
@@ -35,7 +39,7 @@ def bind_socket(host: str, port: int, label: str) -> socket.socket:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.bind(address)
-        sock.listen(BACKLOG)
+        sock.listen(backlog)  # the number both servers listen with again (serverkeys.backlog)
     except OSError as exc:
         sock.close()
         if exc.errno == errno.EADDRINUSE:
@@ -46,17 +50,49 @@ def bind_socket(host: str, port: int, label: str) -> socket.socket:
 
 
 @contextmanager
-def bound_sockets(units: list[Unit]) -> Iterator[dict[str, socket.socket]]:
-    """Bind a socket per unit; all are closed when the block ends or a bind fails."""
+def bound_sockets(units: list[Unit], passed: Mapping[str, int] | None = None) -> Iterator[dict[str, socket.socket]]:
+    """A listening socket per unit; all are closed when the block ends or a bind fails.
+
+    Args:
+        passed: descriptors systemd passed, by unit label (`activation.passed_sockets`).
+    """
     sockets: dict[str, socket.socket] = {}
+    files: list[BoundFile] = []
     try:
         for unit in units:
-            sockets[unit.label] = bind_socket(unit.host, unit.port, unit.label)
+            backlog = serverkeys.backlog(unit.child.hypercorn)
+            if passed and unit.label in passed:
+                sockets[unit.label] = adopt(passed[unit.label], unit.label)
+            elif unit.unix is not None:
+                sockets[unit.label], file = bind_unix(unit.unix, unit.label, backlog)
+                files.append(file)
+            else:
+                sockets[unit.label] = bind_socket(unit.host, unit.port, unit.label, backlog)
         yield sockets
     finally:
         for sock in sockets.values():
             sock.close()
+        for file in files:
+            file.remove()
 
 
 def bound_port(sock: socket.socket) -> int:
     return int(sock.getsockname()[1])
+
+
+def listen_url(sock: socket.socket) -> str:
+    """Where a unit listens, for the ready table: `http://host:port` or `unix:/path`.
+
+    Read from the socket, which may be one systemd bound rather than the config's address.
+    """
+    if sock.family == socket.AF_UNIX:
+        return f"unix:{sock.getsockname()}"
+    host = sock.getsockname()[0]
+    return f"http://{f'[{host}]' if ':' in host else host}:{bound_port(sock)}"
+
+
+def port_entry(sock: socket.socket, prefix: str, aio: bool) -> PortEntry:
+    """What the port map records for an app served on `sock`."""
+    if sock.family == socket.AF_UNIX:
+        return PortEntry(prefix, aio, unix=str(sock.getsockname()))
+    return PortEntry(prefix, aio, sock.getsockname()[0], bound_port(sock))

@@ -1,29 +1,19 @@
-"""One worker process: spawn, relay its output, wait for readiness, stop it.
+"""What a slot needs of a worker, as a Protocol: the seam between supervision and processes.
 
-Readiness and parent death travel over pipes (see `child.py`); nothing polls.
+`ProcessWorker` (process.py) is the real one; tests hand a `Slot` a fake
+that answers on cue, so back-off, recycling, the watchdog, rolls and ready
+timeouts run in-process under trio's MockClock, in milliseconds.
 """
 
 from __future__ import annotations
 
-import json
-import logging
-import os
 import signal
-import socket
-import subprocess
-import sys
-from typing import Any
+from typing import Protocol
 
 import trio
 
-from ..errors import AppStartupError
-from ..logs import LabelWriter
+from .messages import Message
 from .plan import Unit
-
-log = logging.getLogger("qkhyper.supervisor")
-
-# Longest line relayed whole; longer output is cut into pieces of this size.
-MAX_LINE = 64 * 1024
 
 
 def describe_exit(code: int | None) -> str:
@@ -37,135 +27,68 @@ def describe_exit(code: int | None) -> str:
     return f"exited with code {code}"
 
 
-class Worker:
-    """A child process serving one unit on the unit's shared socket."""
+class Heartbeat:
+    """What a worker reported since it became ready: when it last spoke, and its request count.
 
-    def __init__(self, unit: Unit, sock: socket.socket, lifeline: int, writer: LabelWriter) -> None:
-        self.unit = unit
-        self.sock = sock
-        self.lifeline = lifeline
-        self.writer = writer
-        self.process: trio.Process | None = None
-        self.started_at = 0.0
-        self._ready_fd = -1
-        self.relayed = trio.Event()  # set once all of the child's output was relayed
+    Times are the supervisor's (`trio.current_time()`) at arrival: the
+    worker's clock never enters a decision.
+    """
+
+    def __init__(self) -> None:
+        self.ready_at = 0.0
+        self.last = 0.0
+        self.requests = 0
+        self._arrived = trio.Event()
+
+    def ready(self, now: float) -> None:
+        self.ready_at = self.last = now
+
+    def beat(self, requests: int, now: float) -> None:
+        self.requests = requests
+        self.last = now
+        self._arrived.set()
+        self._arrived = trio.Event()
+
+    async def wait(self, deadline: float) -> None:
+        """Return at the next beat, or at `deadline` (trio time)."""
+        with trio.move_on_at(deadline):
+            await self._arrived.wait()
+
+
+class Worker(Protocol):
+    """One worker of a unit, as the slot sees it."""
+
+    request_limit: int  # the count at which it reports at once, and is recycled (0: none)
+    started_at: float  # trio time of spawn
+    heartbeat: Heartbeat
+    relayed: trio.Event  # set once all of its output was relayed
 
     @property
-    def pid(self) -> int:
-        return self.process.pid if self.process else 0
+    def pid(self) -> int: ...
 
     @property
-    def returncode(self) -> int | None:
-        return self.process.returncode if self.process else None
+    def returncode(self) -> int | None: ...
 
     async def spawn(self, nursery: trio.Nursery) -> None:
-        """Start the process; its output is relayed by a task in `nursery`."""
-        ready_r, ready_w = os.pipe()
-        argv = [
-            sys.executable,
-            "-m",
-            "qkhyper.supervisor.child",
-            self.unit.child.encode(),
-            str(self.sock.fileno()),
-            str(ready_w),
-            str(self.lifeline),
-        ]
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        try:
-            self.process = await trio.lowlevel.open_process(
-                argv,
-                pass_fds=(self.sock.fileno(), ready_w, self.lifeline),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                env=env,
-                # Its own process group: a terminal's Ctrl-C reaches only the supervisor.
-                process_group=0,
-            )
-        finally:
-            os.close(ready_w)
-        self._ready_fd = ready_r
-        self.started_at = trio.current_time()
-        assert self.process.stdout is not None
-        nursery.start_soon(self._relay, self.process.stdout)
+        """Start it; helper tasks (output relay, report reader) go into `nursery`."""
 
-    async def _relay(self, stream: trio.abc.ReceiveStream) -> None:
-        buffer = b""
-        label = self.unit.label
-        try:
-            async with stream:
-                while chunk := await stream.receive_some(MAX_LINE):
-                    buffer += chunk
-                    *lines, buffer = buffer.split(b"\n")
-                    if len(buffer) >= MAX_LINE:
-                        lines.append(buffer)
-                        buffer = b""
-                    for line in lines:
-                        self.writer.line(label, line.decode(errors="replace").rstrip("\r"))
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            pass  # the pipe broke with the child; what was read is written below
-        finally:
-            if buffer:
-                self.writer.line(label, buffer.decode(errors="replace"))
-            self.relayed.set()
-
-    async def wait_ready(self, timeout: float) -> None:
-        """Wait for the child's readiness message.
-
-        Raises:
-            AppStartupError: the child reported an error, died, or took too long.
-        """
-        message = await self._read_message(timeout)
-        if "ready" in message:
-            return
-        if "error" in message:
-            self.kill()
-            raise AppStartupError(self.unit.label, str(message["error"]))
-        self.kill()
-        if message.get("timeout"):
-            raise AppStartupError(self.unit.label, f"worker (pid {self.pid}) was not ready within {timeout:g} s")
-        with trio.move_on_after(2):
-            await self.wait()
-        raise AppStartupError(
-            self.unit.label, f"worker (pid {self.pid}) {describe_exit(self.returncode)} before it was ready"
-        )
-
-    async def _read_message(self, timeout: float) -> dict[str, Any]:
-        stream = trio.lowlevel.FdStream(self._ready_fd)
-        data = b""
-        async with stream:
-            with trio.move_on_after(timeout) as scope:
-                while b"\n" not in data and (chunk := await stream.receive_some(4096)):
-                    data += chunk
-        if scope.cancelled_caught:
-            return {"timeout": True}
-        try:
-            message = json.loads(data.split(b"\n")[0]) if data else {}
-        except ValueError:
-            message = {}
-        return message if isinstance(message, dict) else {}
+    async def ready(self) -> Message | None:
+        """Its first report (Ready or Failed), or None when it exited without one. No deadline of its own."""
 
     async def wait(self) -> int:
-        assert self.process is not None
-        return await self.process.wait()
+        """Its exit code (negative: the signal that killed it)."""
 
-    def signal(self, signum: int) -> None:
-        if self.process is not None and self.process.returncode is None:
-            try:
-                self.process.send_signal(signum)
-            except ProcessLookupError:
-                pass
-
-    def kill(self) -> None:
-        self.signal(signal.SIGKILL)
+    def kill(self) -> None: ...
 
     async def stop(self, timeout: float) -> int:
-        """SIGTERM, then SIGKILL if it has not exited within `timeout` seconds."""
-        self.signal(signal.SIGTERM)
-        with trio.move_on_after(timeout):
-            code = await self.wait()
-            log.info("%s: worker %d %s", self.unit.label, self.pid, describe_exit(code))
-            return code
-        log.warning("%s: worker %d did not stop within %g s; killing it", self.unit.label, self.pid, timeout)
-        self.kill()
-        return await self.wait()
+        """Ask it to drain; kill it if it has not exited within `timeout` seconds."""
+
+    async def dump_stack(self, timeout: float) -> None:
+        """Have it print every thread's stack, and wait (up to `timeout`) until that reached the log."""
+
+    def rss_mb(self) -> float | None:
+        """Its resident memory now, or None where that cannot be read."""
+
+
+class WorkerFactory(Protocol):
+    def __call__(self, unit: Unit, request_limit: int) -> Worker: ...

@@ -2,20 +2,9 @@
 
 import asyncio
 import os
-import threading
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-
-
-@asynccontextmanager
-async def _dies_after_ready(app: FastAPI):
-    # Exit hard shortly after startup completed: a worker that keeps crashing.
-    threading.Timer(0.3, os._exit, args=(3,)).start()
-    yield
-
-
-dies_after_ready = FastAPI(lifespan=_dies_after_ready)
 
 
 @asynccontextmanager

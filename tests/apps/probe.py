@@ -2,6 +2,7 @@
 
 import asyncio
 import os
+import time
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
@@ -47,6 +48,21 @@ def make(name: str) -> FastAPI:
         _record(f"slow {name}")
         await asyncio.sleep(seconds)
         return {"slept": seconds}
+
+    @app.get("/block")
+    async def block(seconds: float = 60.0) -> dict:
+        """A sync sleep in an async route: the event loop stops, as with a blocking driver call."""
+        _record(f"block {name}")
+        time.sleep(seconds)
+        return {"blocked": seconds}
+
+    grown: list[bytes] = []
+
+    @app.get("/grow")
+    async def grow(mb: int = 100) -> dict:
+        """Hold `mb` MB more, written so the pages are resident: a leak, on demand."""
+        grown.append(b"\x01" * (mb * 1024 * 1024))
+        return {"held_mb": sum(len(b) for b in grown) // (1024 * 1024), "pid": os.getpid()}
 
     @app.get("/items/")
     async def items() -> list:

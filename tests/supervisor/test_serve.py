@@ -115,6 +115,32 @@ def test_second_sigint_kills_at_once(project: Path, run_qkhyper: type[Qkhyper]) 
     client.join(30)
 
 
+@pytest.mark.parametrize("backend", [BACKENDS[1], BACKENDS[3]])
+def test_a_repeated_sigterm_keeps_draining(project: Path, run_qkhyper: type[Qkhyper], backend: list[str]) -> None:
+    """timeout(1) and process managers send SIGTERM twice: the request in flight still completes."""
+    config, port = probe_config(project)
+    log = project / "events.log"
+    server = run_qkhyper(["serve", "--config", str(config), *backend], project, clean_env(PROBE_LOG=str(log)))
+    server.wait_ready()
+    result: dict[str, object] = {}
+
+    def slow_request() -> None:
+        response = get(f"http://127.0.0.1:{port}/slow?seconds=2")
+        result.update(status=response.status_code, body=response.json())
+
+    client = threading.Thread(target=slow_request)
+    client.start()
+    _wait_for_request(log)
+    server.signal(signal.SIGTERM)
+    server.wait_for("SIGTERM: graceful shutdown$")
+    server.signal(signal.SIGTERM)
+    server.wait_for("SIGTERM: graceful shutdown continues")
+    client.join(30)
+    assert result == {"status": 200, "body": {"slept": 2.0}}
+    assert server.wait() == 0
+    assert log.read_text().splitlines()[-1] == "shutdown probe"
+
+
 def _ignore_errors(func: object, *args: object) -> None:
     try:
         func(*args)  # type: ignore[operator]
@@ -174,6 +200,26 @@ def test_one_failing_app_stops_the_others(project: Path, run_qkhyper: type[Qkhyp
     started = [int(p) for p in pids.read_text().split()]
     assert started
     assert not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in started)
+
+
+@pytest.mark.parametrize("backend", [BACKENDS[1], BACKENDS[3]])
+def test_a_failed_start_shuts_the_started_apps_down(
+    project: Path, run_qkhyper: type[Qkhyper], backend: list[str]
+) -> None:
+    """App `good` has started in its own worker when `db` fails: `good`'s lifespan shutdown still runs."""
+    events = project / "events.log"
+    config = write_config(
+        project,
+        [{"name": "good", "app": "apps.probe:app"}, {"name": "db", "app": "apps.broken:startup_fails_after_probe"}],
+    )
+    pids = project / "pids"
+    server = run_qkhyper(
+        ["serve", "--config", str(config), *backend], project, clean_env(PROBE_PIDS=str(pids), PROBE_LOG=str(events))
+    )
+    assert server.wait() == 1
+    assert server.lines[-1].startswith("qkhyper: error: app 'db': lifespan startup failed")
+    assert events.read_text().splitlines() == ["startup probe", "shutdown probe"]
+    assert "SIGKILL" not in server.output and "killing it" not in server.output
 
 
 def test_port_in_use_is_exit_2_before_anything_runs(project: Path) -> None:

@@ -1,0 +1,45 @@
+"""Values of top-level (Hypercorn) keys that would fail in a worker or mean two things.
+
+`check_hypercorn_keys` (load.py) knows every key and its type; this checks the
+values whose mistakes only showed later: a `loglevel` Hypercorn cannot set was
+a traceback in every worker, a `root_path` without its leading slash builds
+wrong URLs, and TLS keys under uvicorn would be ignored and serve plain HTTP.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from ..errors import ConfigError
+
+# Hypercorn's `loglevel` names (it upper-cases them), as numbers both servers accept.
+LOG_LEVELS = {
+    "critical": logging.CRITICAL,
+    "error": logging.ERROR,
+    "warning": logging.WARNING,
+    "warn": logging.WARNING,
+    "info": logging.INFO,
+    "debug": logging.DEBUG,
+}
+# Hypercorn's TLS settings: uvicorn would not see them.
+TLS_KEYS = frozenset({"certfile", "keyfile", "keyfile_password", "ca_certs", "ciphers", "verify_mode"})
+_ROOT_PATH = re.compile(r"^(/[A-Za-z0-9_~!$&'()*+,;=:@.-]+)+$")
+
+
+def check_hypercorn_values(hypercorn: Mapping[str, Any], backend: str) -> None:
+    """Raises ConfigError naming the key, for the mistakes above."""
+    level = hypercorn.get("loglevel")
+    if level is not None and str(level).lower() not in LOG_LEVELS:
+        raise ConfigError(f"loglevel must be one of {', '.join(LOG_LEVELS)}, got {level!r}")
+    root_path = hypercorn.get("root_path")
+    if root_path and (not _ROOT_PATH.match(root_path) or {".", ".."} & set(root_path.split("/"))):
+        raise ConfigError(f"root_path {root_path!r} must look like /api or /api/v1 (no trailing slash)")
+    tls = sorted(TLS_KEYS & set(hypercorn))
+    if tls and backend == "uvicorn":
+        raise ConfigError(
+            f'{tls[0]} is a Hypercorn TLS setting that backend = "uvicorn" would ignore (plain HTTP): '
+            'use backend = "hypercorn", or end TLS in a proxy in front'
+        )
