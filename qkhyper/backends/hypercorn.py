@@ -15,6 +15,7 @@ from hypercorn.utils import LifespanFailureError
 
 from ..asgi.types import ASGIApp
 from ..config.model import EdgeLimits
+from ..tls import hypercorn_keys
 from . import resolve_worker_class
 from .base import ACCEPT_GRACE, ServerOptions
 from .serverkeys import hypercorn_mapping
@@ -31,6 +32,9 @@ def make_config(sock: socket.socket, options: ServerOptions) -> Config:
     # h11's limit on an incomplete head (it answers 431); EdgeH11Protocol also
     # measures complete heads, and this one still holds should that patch not apply.
     config.h11_max_incomplete_size = options.limits.max_header_size
+    if options.tls is not None:  # Hypercorn then serves the fd:// bind with TLS, HTTP/2 offered by ALPN
+        for key, value in hypercorn_keys(options.tls).items():
+            setattr(config, key, value)
     return config
 
 

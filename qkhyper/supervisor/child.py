@@ -31,6 +31,7 @@ from ..asgi.types import ASGIApp
 from ..backends import ServerOptions, get_backend
 from ..errors import QkhyperError
 from ..loader import load_app
+from ..tls import take_password
 from .messages import STACK_SIGNAL, Beat, Failed, Message, Ready, encode
 from .plan import ChildSpec
 
@@ -118,6 +119,7 @@ def run(spec: ChildSpec, fd: int, ready_fd: int, lifeline_fd: int) -> int:
     faulthandler.register(STACK_SIGNAL, file=sys.stderr, all_threads=True)
     watch_lifeline(lifeline_fd)
     _log_to_stderr(spec.debug)
+    tls = take_password(spec.tls, os.environ)  # before any app is imported: the app never sees the password
     reporter = Reporter(ready_fd)
     try:
         app = build_app(spec, reporter)
@@ -132,7 +134,7 @@ def run(spec: ChildSpec, fd: int, ready_fd: int, lifeline_fd: int) -> int:
     # connections; Instagram's reason for gc.freeze, docs.python.org/3/library/gc.html#gc.freeze).
     gc.collect()
     gc.freeze()
-    ok = backend(app, sock, ServerOptions(spec.worker_class, spec.hypercorn, spec.limits))
+    ok = backend(app, sock, ServerOptions(spec.worker_class, spec.hypercorn, spec.limits, tls))
     return 0 if ok else 1
 
 
