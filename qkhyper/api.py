@@ -18,7 +18,7 @@ import trio
 
 from .advice import start_warnings
 from .config.load import DEMO_CONFIG, load_settings
-from .config.model import Settings, StaticOptions
+from .config.model import Settings, StaticOptions, tls_settings
 from .config.portmap import read_port_map
 from .config.targets import parse_http_url
 from .errors import QkhyperError, UsageError
@@ -30,6 +30,7 @@ from .supervisor.activation import passed_sockets
 from .supervisor.plan import EVERY_APP, Selection, ServePlan, app_environments, builtin_plan, make_plan, with_debug
 from .supervisor.reload import make_watch_plan
 from .supervisor.run import Reloader, supervise
+from .tls import ServerTls, describe, server_tls, url_scheme
 
 log = logging.getLogger("qkhyper")
 
@@ -126,9 +127,17 @@ def gateway(
     writer = LabelWriter(stream or sys.stderr, ["gateway"])
     for line in ports.warnings:
         writer.line("qkhyper", f"warning: {line}")
+    url = server_url(settings.qkhyper.host, settings.qkhyper.gateway.port, plan.units[0].child.tls)
+    ends = " (TLS ends here; the routes get plain HTTP)" if plan.units[0].child.tls else ""
+    writer.line("qkhyper", f"routes of {url}{ends}:")
     for line in describe_routes(options):
         writer.line("qkhyper", f"route {line}")
     return _run(plan, settings, None, stream, debug, writer, proxy_headers=False)
+
+
+def server_url(host: str, port: int, tls: ServerTls | None) -> str:
+    """The URL a server of the config answers on, as the config says (the ready table reads the socket)."""
+    return f"{url_scheme(tls)}://{f'[{host}]' if ':' in host else host}:{port}"
 
 
 def _run(
@@ -159,6 +168,26 @@ def _run(
         raise first_error(group) from None
 
 
+def tls_lines(settings: Settings) -> list[str]:
+    """`check`'s view of each server: its URL scheme and certificate, the files loaded as a start would.
+
+    Raises:
+        ConfigError: a TLS file of any table that does not load.
+    """
+    qk = settings.qkhyper
+    lines = []
+    for label, table, port in (
+        ("apps", qk, None),
+        ("gateway", qk.gateway, qk.gateway.port),
+        ("static", qk.static, qk.static.port),
+    ):
+        where = "qkhyper" if label == "apps" else f"qkhyper.{label}"
+        tls = server_tls(tls_settings(table), settings.base_dir, where)
+        url = f"{url_scheme(tls)}://{qk.host}" if port is None else server_url(qk.host, port, tls)
+        lines.append(f"{label + ':':<8} {url} ({describe(tls)})")
+    return lines
+
+
 def first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
     """The one error worth reporting from a nursery's exception group."""
     for exc in group.exceptions:
@@ -182,6 +211,8 @@ def check(settings: Settings, stream: TextIO | None = None) -> int:
     out.write(f"config:  {settings.source}\n")
     out.write(f"backend: {qk.backend} (worker class {qk.worker_class}), host {qk.host}\n")
     out.write(f"trusted: {', '.join(qk.forwarded_allow_ips) or '(nobody)'} (X-Forwarded-* believed from these peers)\n")
+    for line in tls_lines(settings):
+        out.write(line + "\n")
     for line in start_warnings(settings):
         out.write(f"warning: {line}\n")
     rows = [("app", "prefix", "listen", "workers", "target")]
