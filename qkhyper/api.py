@@ -16,7 +16,7 @@ from typing import TextIO
 
 import trio
 
-from .advice import start_warnings
+from .advice import start_warnings, static_warnings
 from .config.load import DEMO_CONFIG, load_settings
 from .config.model import Settings, StaticOptions, tls_settings
 from .config.portmap import read_port_map
@@ -86,7 +86,7 @@ def static(
     """
     options = static_options(settings)
     plan = builtin_plan(settings, "static", STATIC_FACTORY, options, port=settings.qkhyper.static.port, workers=workers)
-    return _run(plan, settings, None, stream, debug, proxy_headers=False)
+    return _run(plan, settings, None, stream, debug, proxy_headers=False, warnings=static_warnings(settings))
 
 
 def static_options(settings: Settings) -> StaticOptions:
@@ -149,6 +149,7 @@ def _run(
     writer: LabelWriter | None = None,
     *,
     proxy_headers: bool = True,
+    warnings: Sequence[str] = (),
 ) -> int:
     """Run `plan` under the supervisor, on the sockets systemd passed where it passed any."""
     writer = writer or LabelWriter(stream or sys.stderr, [unit.label for unit in plan.units])
@@ -158,7 +159,8 @@ def _run(
     passed = passed_sockets(os.environ, os.getpid(), [unit.label for unit in plan.units])
     plan = dataclasses.replace(plan, passed=passed.fds)
     listens_tcp = any(unit.label not in passed.fds and unit.unix is None for unit in plan.units)
-    for line in [*passed.warnings, *start_warnings(settings, listens_tcp=listens_tcp, proxy_headers=proxy_headers)]:
+    advice = start_warnings(settings, listens_tcp=listens_tcp, proxy_headers=proxy_headers)
+    for line in [*passed.warnings, *advice, *warnings]:
         log.warning("warning: %s", line)
     for label in passed.fds:
         log.info("%s: serving the socket systemd passed (fd %d)", label, passed.fds[label])
@@ -213,7 +215,7 @@ def check(settings: Settings, stream: TextIO | None = None) -> int:
     out.write(f"trusted: {', '.join(qk.forwarded_allow_ips) or '(nobody)'} (X-Forwarded-* believed from these peers)\n")
     for line in tls_lines(settings):
         out.write(line + "\n")
-    for line in start_warnings(settings):
+    for line in [*start_warnings(settings), *static_warnings(settings)]:
         out.write(f"warning: {line}\n")
     rows = [("app", "prefix", "listen", "workers", "target")]
     for spec in qk.apps:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from qkhyper.advice import static_warnings
 from qkhyper.api import tls_lines
 from qkhyper.config import load_settings
 from qkhyper.config.model import Settings
@@ -198,3 +199,19 @@ def test_command_line_exit_2_with_one_line(project: Path, command: str) -> None:
         f"qkhyper: error: {where}.keyfile {project}/other.key is not the key of {where}.certfile {project}/server.pem"
     ]
     assert "ready:" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "warned"),
+    [
+        (table("gateway", **GOOD), True),  # the default api_target is the gateway's port
+        (table("gateway", **GOOD) + table("static", api_target="http://localhost:8000"), True),
+        (table("gateway", **GOOD) + table("static", api_target="http://127.0.0.1:9000"), False),
+        (table("static", **GOOD), False),  # static's own TLS is towards the browser
+    ],
+)
+def test_static_is_warned_when_its_api_target_is_the_tls_gateway(certs: Certs, text: str, warned: bool) -> None:
+    lines = static_warnings(load(certs.folder, text))
+    assert len(lines) == warned
+    if warned:
+        assert "which serves TLS, and static proxies /api over plain HTTP: those requests will fail" in lines[0]
