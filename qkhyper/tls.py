@@ -50,6 +50,7 @@ class ServerTls:
     keyfile: str
     ca_certs: str = ""
     password: str = field(default="", repr=False)  # "" in a ChildSpec: it travels in the environment
+    where: str = "qkhyper"  # the table the keys came from, for messages
 
     @property
     def client_certs(self) -> bool:
@@ -83,12 +84,27 @@ def server_tls(tls: TlsSettings, base_dir: Path, where: str) -> ServerTls | None
     if not tls.certfile:
         return None
     files = {key: _resolve(base_dir, getattr(tls, key)) for key in ("certfile", "keyfile", "ca_certs")}
-    checked = ServerTls(files["certfile"], files["keyfile"], files["ca_certs"], tls.keyfile_password)
-    for key, path in files.items():
-        if path:
-            _readable(f"{where}.{key}", path)
-    server_context(checked, [], where)
+    checked = ServerTls(files["certfile"], files["keyfile"], files["ca_certs"], tls.keyfile_password, where)
+    check_files(checked)
     return checked
+
+
+def check_files(tls: ServerTls) -> None:
+    """Load the files as the servers will; the parent at plan time, each worker before it imports its app.
+
+    A worker checks again because a SIGHUP roll re-reads the files (renewed
+    certificates): a replacement whose files no longer load must fail before it
+    reports ready, so the old worker keeps serving. (Hypercorn builds its
+    context only after the app's lifespan startup, too late for that.)
+
+    Raises:
+        ConfigError: naming the key and the file.
+    """
+    for key in ("certfile", "keyfile", "ca_certs"):
+        path = getattr(tls, key)
+        if path:
+            _readable(f"{tls.where}.{key}", path)
+    server_context(tls, [])
 
 
 def _resolve(base_dir: Path, path: str) -> str:
@@ -109,7 +125,7 @@ def _encrypted(keyfile: str) -> bool:
     return b"ENCRYPTED" in head  # PKCS#8 "BEGIN ENCRYPTED PRIVATE KEY" or the older "Proc-Type: 4,ENCRYPTED"
 
 
-def server_context(tls: ServerTls, alpn: list[str], where: str = "tls") -> ssl.SSLContext:
+def server_context(tls: ServerTls, alpn: list[str]) -> ssl.SSLContext:
     """A server context as Hypercorn builds one (`Config.create_ssl_context`), for the parent's check.
 
     The workers let each server build its own from `hypercorn_keys` /
@@ -124,7 +140,8 @@ def server_context(tls: ServerTls, alpn: list[str], where: str = "tls") -> ssl.S
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     if alpn:
         context.set_alpn_protocols(alpn)
-    _load_chain(context, tls, where)
+    where = tls.where
+    _load_chain(context, tls)
     if tls.ca_certs:
         try:
             context.load_verify_locations(tls.ca_certs)
@@ -134,7 +151,8 @@ def server_context(tls: ServerTls, alpn: list[str], where: str = "tls") -> ssl.S
     return context
 
 
-def _load_chain(context: ssl.SSLContext, tls: ServerTls, where: str) -> None:
+def _load_chain(context: ssl.SSLContext, tls: ServerTls) -> None:
+    where = tls.where
     encrypted = _encrypted(tls.keyfile)
     if encrypted and not tls.password:
         raise ConfigError(f"{where}.keyfile {tls.keyfile} is encrypted: set {where}.keyfile_password")

@@ -31,7 +31,7 @@ from ..asgi.types import ASGIApp
 from ..backends import ServerOptions, get_backend
 from ..errors import QkhyperError
 from ..loader import load_app
-from ..tls import take_password
+from ..tls import check_files, take_password
 from .messages import STACK_SIGNAL, Beat, Failed, Message, Ready, encode
 from .plan import ChildSpec
 
@@ -122,6 +122,8 @@ def run(spec: ChildSpec, fd: int, ready_fd: int, lifeline_fd: int) -> int:
     tls = take_password(spec.tls, os.environ)  # before any app is imported: the app never sees the password
     reporter = Reporter(ready_fd)
     try:
+        if tls is not None:
+            check_files(tls)  # a roll after renewed certificates: fail before ready, the old worker stays
         app = build_app(spec, reporter)
         backend = get_backend(spec.backend)
     except QkhyperError as exc:

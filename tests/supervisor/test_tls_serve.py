@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+import socket
 import ssl
 from pathlib import Path
 
@@ -78,3 +80,37 @@ def test_encrypted_key_password_reaches_the_server_but_not_argv_or_the_app(
     assert PASSWORD not in " ".join(seen["argv"] + worker.cmdline())
     assert seen["private"] == []  # the worker took it before the app was imported
     assert PASSWORD_VAR in worker.environ()  # /proc keeps the exec-time block: readable by its user and root only
+
+
+def served_certificate(port: int, certs: Certs) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=15) as raw:
+        with certs.client_context().wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+            der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    return der
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_sighup_serves_renewed_certificates_and_keeps_the_old_worker_when_they_do_not_load(
+    project: Path, run_qkhyper: type[Qkhyper], certs: Certs, backend: str
+) -> None:
+    server, port = serve(run_qkhyper, project, backend, "apps.probe:app", TLS)
+    (old,) = server.pids("users")
+    first = served_certificate(port, certs)
+    # A renewal gone wrong: the key of another certificate. The replacement must fail before it is ready.
+    certs.key.write_bytes(certs.other_key.read_bytes())
+    start = len(server.lines)
+    server.signal(signal.SIGHUP)
+    server.wait_for(
+        rf"users: rolling restart failed, keeping worker {old}: .*qkhyper.keyfile {certs.key} is not the key of",
+        start=start,
+    )
+    assert served_certificate(port, certs) == first
+    # A good renewal: a new certificate and its key, read by the next roll.
+    renewed = certs.ca.issue_cert("127.0.0.1", "localhost")
+    certs.cert.write_bytes(b"".join(blob.bytes() for blob in renewed.cert_chain_pems))
+    certs.key.write_bytes(renewed.private_key_pem.bytes())
+    start = len(server.lines)
+    server.signal(signal.SIGHUP)
+    server.wait_for(rf"worker {old} exited", start=start)  # the old worker drained: only the new one accepts
+    assert served_certificate(port, certs) == ssl.PEM_cert_to_DER_cert(renewed.cert_chain_pems[0].bytes().decode())
