@@ -8,9 +8,11 @@ setting is named once and means the same whichever server runs.
 The parent loads the files with `ssl.SSLContext.load_cert_chain` when it plans
 a start (`serve`, `gateway`, `static`, `check`): a missing file, a key that
 does not match the certificate or a wrong password is one line and exit 2,
-never a traceback in every worker. A worker gets the absolute paths in its
-ChildSpec and the password in its environment (`PASSWORD_VAR`), because the
-ChildSpec travels in argv, where `ps` shows it to every local user.
+never a traceback in every worker. Each worker loads them again before it
+imports its app (`check_files`), since a SIGHUP roll is how renewed files get
+served. A worker gets the absolute paths in its ChildSpec and the password in
+its environment (`PASSWORD_VAR`), because the ChildSpec travels in argv, where
+`ps` shows it to every local user.
 
 `ca_certs` means mutual TLS: a client must present a certificate signed by one
 of those CAs. Both servers, given the file alone, load it and then never ask
@@ -44,7 +46,7 @@ DEFAULT_CIPHERS = "ECDHE+AESGCM"
 
 @dataclass(frozen=True, slots=True)
 class ServerTls:
-    """What a worker serves TLS with: absolute paths, checked by the parent."""
+    """What a worker serves TLS with: absolute paths, checked by the parent (and by the worker)."""
 
     certfile: str
     keyfile: str
@@ -126,11 +128,11 @@ def _encrypted(keyfile: str) -> bool:
 
 
 def server_context(tls: ServerTls, alpn: list[str]) -> ssl.SSLContext:
-    """A server context as Hypercorn builds one (`Config.create_ssl_context`), for the parent's check.
+    """A server context as Hypercorn builds one (`Config.create_ssl_context`), to check the files.
 
-    The workers let each server build its own from `hypercorn_keys` /
-    `uvicorn_kwargs`; tests/backends/test_tls_keys.py holds the three to the
-    same verify mode, versions and ciphers.
+    The servers build their own from `hypercorn_keys` / `uvicorn_kwargs`;
+    tests/backends/test_tls_keys.py holds the three to the same verify mode,
+    versions and ciphers.
 
     Raises:
         ConfigError: naming the key at fault, for the mistakes `server_tls` lists.
