@@ -39,7 +39,7 @@ def make_unit(limits: WorkerLimits) -> Unit:
     child = ChildSpec(
         "probe", [], "", "hypercorn", "asyncio", {}, [], 60.0, "local", beat_interval=beat_interval(limits)
     )
-    return Unit("probe", ["probe"], "127.0.0.1", 0, 1, child, limits)
+    return Unit("probe", ["probe"], "127.0.0.1", 0, 1, child, limits=limits)
 
 
 @asynccontextmanager
