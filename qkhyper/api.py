@@ -135,9 +135,14 @@ def gateway(
     return _run(plan, settings, None, stream, debug, writer, proxy_headers=False)
 
 
-def server_url(host: str, port: int, tls: ServerTls | None) -> str:
-    """The URL a server of the config answers on, as the config says (the ready table reads the socket)."""
-    return f"{url_scheme(tls)}://{f'[{host}]' if ':' in host else host}:{port}"
+def server_url(host: str, port: int | None, tls: ServerTls | None) -> str:
+    """The URL a server of the config answers on, as the config says (the ready table reads the socket).
+
+    `port` None leaves it out (the apps, each on its own); 0 is a port chosen at start.
+    """
+    authority = f"[{host}]" if ":" in host else host
+    where = "" if port is None else f":{port or '(free port)'}"
+    return f"{url_scheme(tls)}://{authority}{where}"
 
 
 def _run(
@@ -185,8 +190,7 @@ def tls_lines(settings: Settings) -> list[str]:
     ):
         where = "qkhyper" if label == "apps" else f"qkhyper.{label}"
         tls = server_tls(tls_settings(table), settings.base_dir, where)
-        url = f"{url_scheme(tls)}://{qk.host}" if port is None else server_url(qk.host, port, tls)
-        lines.append(f"{label + ':':<8} {url} ({describe(tls)})")
+        lines.append(f"{label + ':':<8} {server_url(qk.host, port, tls)} ({describe(tls)})")
     return lines
 
 

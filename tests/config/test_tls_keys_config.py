@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 
 from qkhyper.advice import static_warnings
-from qkhyper.api import tls_lines
+from qkhyper.api import server_url, tls_lines
 from qkhyper.config import load_settings
 from qkhyper.config.model import Settings
 from qkhyper.errors import ConfigError
 from qkhyper.gateway.routes import gateway_options
 from qkhyper.supervisor.plan import builtin_plan, make_plan
-from qkhyper.tls import PASSWORD_VAR
+from qkhyper.tls import PASSWORD_VAR, ServerTls
 from tests.certs import PASSWORD, Certs, make_certs
 from tests.conftest import run_cli, write_config
 
@@ -215,3 +215,16 @@ def test_static_is_warned_when_its_api_target_is_the_tls_gateway(certs: Certs, t
     assert len(lines) == warned
     if warned:
         assert "which serves TLS, and static proxies /api over plain HTTP: those requests will fail" in lines[0]
+
+
+@pytest.mark.parametrize(
+    ("host", "port", "tls", "url"),
+    [
+        ("127.0.0.1", 8443, True, "https://127.0.0.1:8443"),
+        ("::1", 8000, False, "http://[::1]:8000"),
+        ("::1", None, True, "https://[::1]"),
+        ("0.0.0.0", 0, True, "https://0.0.0.0:(free port)"),
+    ],
+)
+def test_server_urls_as_printed(host: str, port: int | None, tls: bool, url: str) -> None:
+    assert server_url(host, port, ServerTls("c", "k") if tls else None) == url
