@@ -8,6 +8,7 @@ client: verify mode, lowest TLS version, cipher suites.
 
 from __future__ import annotations
 
+import socket
 import ssl
 from typing import Any
 
@@ -15,7 +16,10 @@ import pytest
 import uvicorn
 from hypercorn.config import Config
 
+from qkhyper.backends.base import ServerOptions
+from qkhyper.backends.hypercorn import make_config
 from qkhyper.backends.serverkeys import hypercorn_mapping, uvicorn_kwargs
+from qkhyper.config.model import EdgeLimits
 from qkhyper.tls import ServerTls, hypercorn_keys, server_context
 from qkhyper.tls import uvicorn_kwargs as tls_kwargs
 from tests.certs import PASSWORD, Certs, make_certs
@@ -87,3 +91,10 @@ def test_hypercorn_serves_the_inherited_socket_with_tls_and_offers_http2(certs: 
     for key, value in hypercorn_keys(tls).items():
         setattr(config, key, value)
     assert config.ssl_enabled and config.alpn_protocols == ["h2", "http/1.1"]
+
+
+def test_http2_header_limit_follows_max_header_size() -> None:
+    """Over TLS Hypercorn speaks HTTP/2, whose own header limit (64 KiB) would close the connection first."""
+    with socket.socket() as sock:
+        config = make_config(sock, ServerOptions("asyncio", {}, EdgeLimits(max_header_size=200_000, max_headers=10)))
+    assert config.h2_max_header_list_size == 200_000 + 32 * 10

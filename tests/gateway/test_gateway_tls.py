@@ -21,8 +21,8 @@ def certs(project: Path) -> Certs:
     return make_certs(project / "tls")
 
 
-def tls_stack(stack: StackFactory, backend: str) -> Stack:
-    s = stack(("--backend", backend), gateway_table=TLS)
+def tls_stack(stack: StackFactory, backend: str, qkhyper: str = "") -> Stack:
+    s = stack(("--backend", backend), gateway_table=TLS, qkhyper=qkhyper)
     s.url = f"https://127.0.0.1:{s.port}"
     return s
 
@@ -70,3 +70,17 @@ def test_plain_http_to_the_tls_gateway_gets_no_answer(stack: StackFactory, certs
     s = tls_stack(stack, "hypercorn")
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"http://127.0.0.1:{s.port}/up/echo", timeout=10)
+
+
+def test_max_header_size_means_the_same_over_http2(stack: StackFactory, certs: Certs) -> None:
+    """h2 would close the connection past 64 KiB whatever Hypercorn advertised; the limit is max_header_size."""
+    s = tls_stack(stack, "hypercorn", qkhyper="max_header_size = 200000")
+    with httpx.Client(verify=certs.client_context(), http2=True, timeout=30) as client:
+        allowed = client.get(f"{s.url}/up/echo", headers={"x-big": "a" * 100_000})
+        assert (allowed.status_code, allowed.http_version) == (200, "HTTP/2")
+        refused = client.get(f"{s.url}/up/echo", headers={"x-big": "a" * 201_000})
+        assert (refused.status_code, refused.http_version) == (431, "HTTP/2")
+    # Past the advertised header list size (the limit + 32 bytes a header), HTTP/2's own answer: the connection ends.
+    with httpx.Client(verify=certs.client_context(), http2=True, timeout=30) as client:
+        with pytest.raises(httpx.RemoteProtocolError):
+            client.get(f"{s.url}/up/echo", headers={"x-big": "a" * 300_000})
