@@ -228,3 +228,11 @@ def test_static_is_warned_when_its_api_target_is_the_tls_gateway(certs: Certs, t
 )
 def test_server_urls_as_printed(host: str, port: int | None, tls: bool, url: str) -> None:
     assert server_url(host, port, ServerTls("c", "k") if tls else None) == url
+
+
+def test_empty_environment_values_turn_a_tables_tls_off(certs: Certs) -> None:
+    """README: a second, plain gateway for static's API from the same config."""
+    settings = load(
+        certs.folder, table("gateway", **GOOD), {"QKHYPER_GATEWAY_CERTFILE": "", "QKHYPER_GATEWAY_KEYFILE": ""}
+    )
+    assert tls_lines(settings)[1] == "gateway: http://127.0.0.1:8000 (plain HTTP)"
