@@ -11,6 +11,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from tests.certs import Certs, make_certs
+from tests.conftest import backend_env
 from tests.gateway.conftest import Stack, StackFactory
 
 TLS = 'certfile = "tls/server.pem"\nkeyfile = "tls/server.key"'
@@ -22,12 +23,14 @@ def certs(project: Path) -> Certs:
 
 
 def tls_stack(stack: StackFactory, backend: str, qkhyper: str = "") -> Stack:
-    s = stack(("--backend", backend), gateway_table=TLS, qkhyper=qkhyper)
+    s = stack(tuple(backend_env(backend)[0]), gateway_table=TLS, qkhyper=qkhyper)
     s.url = f"https://127.0.0.1:{s.port}"
     return s
 
 
-@pytest.mark.parametrize(("backend", "version"), [("hypercorn", "HTTP/2"), ("uvicorn", "HTTP/1.1")])
+@pytest.mark.parametrize(
+    ("backend", "version"), [("hypercorn", "HTTP/2"), ("hypercorn-trio", "HTTP/2"), ("uvicorn", "HTTP/1.1")]
+)
 def test_https_in_front_of_plain_http_apps(stack: StackFactory, certs: Certs, backend: str, version: str) -> None:
     s = tls_stack(stack, backend)
     s.gateway.wait_for(rf"routes of https://127.0.0.1:{s.port} \(TLS ends here; the routes get plain HTTP\):")
@@ -46,7 +49,7 @@ def test_https_in_front_of_plain_http_apps(stack: StackFactory, certs: Certs, ba
     assert s.serve is not None and "https://" not in s.serve.output  # the app stayed on plain HTTP
 
 
-@pytest.mark.parametrize("backend", ["hypercorn", "uvicorn"])
+@pytest.mark.parametrize("backend", ["hypercorn", "hypercorn-trio", "uvicorn"])
 def test_wss_through_the_gateway(stack: StackFactory, certs: Certs, backend: str) -> None:
     s = tls_stack(stack, backend)
     base = f"wss://127.0.0.1:{s.port}/up"
