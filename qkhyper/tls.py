@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .config.load import check_tls_keys
 from .config.model import TlsSettings
 from .errors import ConfigError
 
@@ -60,21 +61,6 @@ class ServerTls:
         return bool(self.ca_certs)
 
 
-def check_keys(where: str, tls: TlsSettings) -> None:
-    """The keys that only make sense together, without touching a file (config load).
-
-    Raises:
-        ConfigError: one line naming the table and the key that is missing.
-    """
-    if tls.certfile and not tls.keyfile:
-        raise ConfigError(f"{where}.certfile is set without {where}.keyfile: set both (PEM files)")
-    if tls.keyfile and not tls.certfile:
-        raise ConfigError(f"{where}.keyfile is set without {where}.certfile: set both (PEM files)")
-    for key in ("keyfile_password", "ca_certs"):
-        if getattr(tls, key) and not tls.certfile:
-            raise ConfigError(f"{where}.{key} needs {where}.certfile and {where}.keyfile")
-
-
 def server_tls(tls: TlsSettings, base_dir: Path, where: str) -> ServerTls | None:
     """The checked TLS of one server, paths resolved from the config's folder; None for plain HTTP.
 
@@ -82,7 +68,7 @@ def server_tls(tls: TlsSettings, base_dir: Path, where: str) -> ServerTls | None
         ConfigError: a file that cannot be read, holds no certificate or key,
             a key that does not match the certificate, a wrong or missing password.
     """
-    check_keys(where, tls)
+    check_tls_keys(where, tls)
     if not tls.certfile:
         return None
     files = {key: _resolve(base_dir, getattr(tls, key)) for key in ("certfile", "keyfile", "ca_certs")}

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, UsageError
-from ..tls import check_keys as check_tls_keys
 from .environ import check_env_table
 from .hypercorn_values import check_hypercorn_values
 from .listeners import check_listener, check_trusted
@@ -37,6 +36,7 @@ from .model import (
     QkhyperSettings,
     Settings,
     StaticSettings,
+    TlsSettings,
     UpstreamSettings,
     tls_settings,
 )
@@ -321,6 +321,21 @@ def _check_proxy(where: str, proxy: ProxySettings) -> None:
         floor = "positive" if field.name in _POSITIVE else "0 or more"
         if not math.isfinite(value) or value < 0 or (value == 0 and field.name in _POSITIVE):
             raise ConfigError(f"{where}.{field.name} must be {floor}, got {value}")
+
+
+def check_tls_keys(where: str, tls: TlsSettings) -> None:
+    """The keys that only make sense together, without touching a file (config load).
+
+    Raises:
+        ConfigError: one line naming the table and the key that is missing.
+    """
+    if tls.certfile and not tls.keyfile:
+        raise ConfigError(f"{where}.certfile is set without {where}.keyfile: set both (PEM files)")
+    if tls.keyfile and not tls.certfile:
+        raise ConfigError(f"{where}.keyfile is set without {where}.certfile: set both (PEM files)")
+    for key in ("keyfile_password", "ca_certs"):
+        if getattr(tls, key) and not tls.certfile:
+            raise ConfigError(f"{where}.{key} needs {where}.certfile and {where}.keyfile")
 
 
 def _check_upstreams(gateway: GatewaySettings) -> None:
