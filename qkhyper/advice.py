@@ -4,13 +4,17 @@ One line each, printed once at start by `serve`, `gateway` and `static` and
 by `check`: a listener beyond loopback, a trust list that believes everyone,
 and Hypercorn keys that the uvicorn backend has no twin for. None of them
 stops a start; each is a choice someone should have made on purpose.
+`static_warnings` adds one for `static` (and `check`): an API target that is
+this config's TLS gateway, which static's plain-HTTP proxy cannot reach.
 """
 
 from __future__ import annotations
 
 from .backends.serverkeys import ignored_by_uvicorn
-from .config.listeners import exposure_warnings
-from .config.model import Settings
+from .config.listeners import exposure_warnings, is_loopback
+from .config.model import Settings, tls_settings
+from .config.targets import parse_http_url
+from .errors import UsageError
 
 
 def start_warnings(settings: Settings, *, listens_tcp: bool = True, proxy_headers: bool = True) -> list[str]:
@@ -26,3 +30,23 @@ def start_warnings(settings: Settings, *, listens_tcp: bool = True, proxy_header
     if ignored:
         lines.append(f"backend uvicorn: these Hypercorn settings have no effect there: {', '.join(ignored)}")
     return lines
+
+
+def static_warnings(settings: Settings) -> list[str]:
+    """`static` proxies its API prefix over plain HTTP: aimed at this config's TLS gateway, every call would fail.
+
+    A warning, not an error: the gateway at that port may be another one, run without TLS.
+    """
+    qk = settings.qkhyper
+    if not tls_settings(qk.gateway).enabled or not qk.static.api_target:
+        return []
+    try:
+        host, port = parse_http_url(qk.static.api_target, "api_target")
+    except UsageError:
+        return []  # static_options reports it
+    if port != qk.gateway.port or not (is_loopback(host) or host == qk.host):
+        return []
+    return [
+        f"static api_target {qk.static.api_target} is this config's gateway, which serves TLS, and static "
+        f"proxies {qk.static.api_prefix} over plain HTTP: those requests will fail (README: TLS)"
+    ]

@@ -17,9 +17,9 @@ from typing import TextIO
 
 import trio
 
-from .advice import start_warnings
+from .advice import start_warnings, static_warnings
 from .config.load import DEMO_CONFIG, load_settings
-from .config.model import Settings, StaticOptions
+from .config.model import Settings, StaticOptions, tls_settings
 from .config.portmap import read_port_map
 from .config.targets import parse_http_url
 from .errors import QkhyperError, UsageError
@@ -34,6 +34,7 @@ from .supervisor.notify import watchdog_period
 from .supervisor.plan import EVERY_APP, Selection, ServePlan, app_environments, builtin_plan, make_plan, with_debug
 from .supervisor.reload import make_watch_plan
 from .supervisor.run import Reloader, Systemd, supervise
+from .tls import ServerTls, describe, server_tls, url_scheme
 
 log = logging.getLogger("qkhyper")
 
@@ -89,7 +90,7 @@ def static(
     """
     options = static_options(settings)
     plan = builtin_plan(settings, "static", STATIC_FACTORY, options, port=settings.qkhyper.static.port, workers=workers)
-    return _run("static", plan, settings, None, stream, debug, proxy_headers=False)
+    return _run("static", plan, settings, None, stream, debug, proxy_headers=False, warnings=static_warnings(settings))
 
 
 def static_options(settings: Settings) -> StaticOptions:
@@ -130,9 +131,22 @@ def gateway(
     writer = LabelWriter(stream or sys.stderr, ["gateway"])
     for line in ports.warnings:
         writer.line("qkhyper", f"warning: {line}")
+    url = server_url(settings.qkhyper.host, settings.qkhyper.gateway.port, plan.units[0].child.tls)
+    ends = " (TLS ends here; the routes get plain HTTP)" if plan.units[0].child.tls else ""
+    writer.line("qkhyper", f"routes of {url}{ends}:")
     for line in describe_routes(options):
         writer.line("qkhyper", f"route {line}")
     return _run("gateway", plan, settings, None, stream, debug, writer, proxy_headers=False)
+
+
+def server_url(host: str, port: int | None, tls: ServerTls | None) -> str:
+    """The URL a server of the config answers on, as the config says (the ready table reads the socket).
+
+    `port` None leaves it out (the apps, each on its own); 0 is a port chosen at start.
+    """
+    authority = f"[{host}]" if ":" in host else host
+    where = "" if port is None else f":{port or '(free port)'}"
+    return f"{url_scheme(tls)}://{authority}{where}"
 
 
 def _run(
@@ -145,6 +159,7 @@ def _run(
     writer: LabelWriter | None = None,
     *,
     proxy_headers: bool = True,
+    warnings: Sequence[str] = (),
 ) -> int:
     """Run `plan` under the supervisor, on the sockets systemd passed where it passed any, telling it how we are."""
     writer = writer or LabelWriter(stream or sys.stderr, [unit.label for unit in plan.units])
@@ -158,7 +173,8 @@ def _run(
     passed = passed_sockets(os.environ, os.getpid(), [unit.label for unit in plan.units])
     plan = dataclasses.replace(plan, passed=passed.fds)
     listens_tcp = any(unit.label not in passed.fds and unit.unix is None for unit in plan.units)
-    for line in [*passed.warnings, *start_warnings(settings, listens_tcp=listens_tcp, proxy_headers=proxy_headers)]:
+    advice = start_warnings(settings, listens_tcp=listens_tcp, proxy_headers=proxy_headers)
+    for line in [*passed.warnings, *advice, *warnings]:
         log.warning("warning: %s", line)
     for label in passed.fds:
         log.info("%s: serving the socket systemd passed (fd %d)", label, passed.fds[label])
@@ -166,6 +182,25 @@ def _run(
         return trio.run(partial(supervise, systemd=systemd), plan, writer, reloader)
     except BaseExceptionGroup as group:
         raise first_error(group) from None
+
+
+def tls_lines(settings: Settings) -> list[str]:
+    """`check`'s view of each server: its URL scheme and certificate, the files loaded as a start would.
+
+    Raises:
+        ConfigError: a TLS file of any table that does not load.
+    """
+    qk = settings.qkhyper
+    lines = []
+    for label, table, port in (
+        ("apps", qk, None),
+        ("gateway", qk.gateway, qk.gateway.port),
+        ("static", qk.static, qk.static.port),
+    ):
+        where = "qkhyper" if label == "apps" else f"qkhyper.{label}"
+        tls = server_tls(tls_settings(table), settings.base_dir, where)
+        lines.append(f"{label + ':':<8} {server_url(qk.host, port, tls)} ({describe(tls)})")
+    return lines
 
 
 def first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
@@ -191,7 +226,9 @@ def check(settings: Settings, stream: TextIO | None = None) -> int:
     out.write(f"config:  {settings.source}\n")
     out.write(f"backend: {qk.backend} (worker class {qk.worker_class}), host {qk.host}\n")
     out.write(f"trusted: {', '.join(qk.forwarded_allow_ips) or '(nobody)'} (X-Forwarded-* believed from these peers)\n")
-    for line in start_warnings(settings):
+    for line in tls_lines(settings):
+        out.write(line + "\n")
+    for line in [*start_warnings(settings), *static_warnings(settings)]:
         out.write(f"warning: {line}\n")
     rows = [("app", "prefix", "listen", "workers", "target")]
     for spec in qk.apps:

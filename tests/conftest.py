@@ -123,7 +123,7 @@ class Qkhyper:
         """Worker pids of `label` from the last ready table or roll line."""
         match = None
         for line in self.lines:
-            found = re.search(rf"\| {re.escape(label)}\s+\S+.*http://\S+\s+([\d, ]+)$", line)
+            found = re.search(rf"\| {re.escape(label)}\s+\S+.*https?://\S+\s+([\d, ]+)$", line)
             match = found or match
         assert match, f"no pids for {label} in:\n{self.output}"
         return [int(p) for p in match.group(1).split(", ")]

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 from ..asgi.types import ASGIApp
 from ..config.model import EdgeLimits
+from ..tls import ServerTls
 
 # On a graceful stop, connections a worker accepted just before it stopped accepting
 # have not sent their request yet. Both servers close such "idle" connections at
@@ -25,6 +26,7 @@ class ServerOptions:
     worker_class: str
     hypercorn: dict[str, Any]  # validated top-level keys of hypercorn.toml
     limits: EdgeLimits = field(default_factory=EdgeLimits)
+    tls: ServerTls | None = None  # with its password; each backend translates it (qkhyper/tls.py)
 
     @property
     def graceful_timeout(self) -> float:

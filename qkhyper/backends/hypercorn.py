@@ -15,6 +15,7 @@ from hypercorn.utils import LifespanFailureError
 
 from ..asgi.types import ASGIApp
 from ..config.model import EdgeLimits
+from ..tls import hypercorn_keys
 from . import resolve_worker_class
 from .base import ACCEPT_GRACE, ServerOptions
 from .serverkeys import hypercorn_mapping
@@ -31,6 +32,12 @@ def make_config(sock: socket.socket, options: ServerOptions) -> Config:
     # h11's limit on an incomplete head (it answers 431); EdgeH11Protocol also
     # measures complete heads, and this one still holds should that patch not apply.
     config.h11_max_incomplete_size = options.limits.max_header_size
+    # HTTP/2 (ALPN over TLS, or h2c) counts 32 bytes more per header (RFC 7540 §6.5.2) and closes the whole
+    # connection past its limit: leave the decision, and its 431, to the edge check, as on HTTP/1.1.
+    config.h2_max_header_list_size = options.limits.max_header_size + 32 * options.limits.max_headers
+    if options.tls is not None:  # Hypercorn then serves the fd:// bind with TLS, HTTP/2 offered by ALPN
+        for key, value in hypercorn_keys(options.tls).items():
+            setattr(config, key, value)
     return config
 
 
@@ -38,6 +45,7 @@ def serve(app: ASGIApp, sock: socket.socket, options: ServerOptions) -> bool:
     config = make_config(sock, options)
     worker_class = resolve_worker_class(options.worker_class)
     _patch_safely(lambda: _edge_protocol(options.limits, worker_class), "header timeout and h2c switch")
+    _patch_safely(_h2_header_limit, "HTTP/2 header limit")
     try:
         if worker_class == "trio":
             _serve_trio(app, config)
@@ -83,6 +91,13 @@ def _edge_protocol(limits: EdgeLimits, worker_class: str) -> None:
     from .hypercorn_h11 import install
 
     install(limits, TrioAlarm if worker_class == "trio" else AsyncioAlarm)
+
+
+def _h2_header_limit() -> None:
+    """`max_header_size` over HTTP/2 too (see hypercorn_h2)."""
+    from .hypercorn_h2 import install
+
+    install()
 
 
 class AsyncioAlarm:

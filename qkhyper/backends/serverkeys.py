@@ -5,8 +5,8 @@ in `CARRIED` becomes the uvicorn argument that does what Hypercorn does with
 it, and an absent key gets Hypercorn's default, so a setting has one meaning
 whichever server runs (tests/backends/test_serverkeys.py holds each row against
 Hypercorn's own reading). Keys uvicorn has no twin for are named in a warning
-at start (`ignored_by_uvicorn`); TLS keys are refused at load instead, since
-ignoring them would serve plain HTTP.
+at start (`ignored_by_uvicorn`). TLS is not a top-level key: each server has
+its own certfile/keyfile (qkhyper/tls.py), and only `ciphers` is carried here.
 
 Two keys qkhyper settles itself for both servers:
 
@@ -27,6 +27,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..config.hypercorn_values import LOG_LEVELS
+from ..tls import DEFAULT_CIPHERS
 
 DEFAULT_BACKLOG = 2048
 MIB = 1024 * 1024
@@ -65,6 +66,8 @@ CARRIED: dict[str, Callable[[Any], dict[str, Any]]] = {
     "include_date_header": lambda v: {"date_header": bool(v)},
     "backlog": lambda v: {"backlog": int(v)},
     "websocket_max_message_size": lambda v: {"ws_max_size": int(v)},
+    # Hypercorn's default, not uvicorn's broader "TLSv1", when a server has TLS.
+    "ciphers": lambda v: {"ssl_ciphers": str(v)},
 }
 HYPERCORN_DEFAULTS: dict[str, Any] = {
     "graceful_timeout": 3.0,
@@ -75,6 +78,7 @@ HYPERCORN_DEFAULTS: dict[str, Any] = {
     "include_date_header": True,
     "backlog": DEFAULT_BACKLOG,
     "websocket_max_message_size": 16 * MIB,
+    "ciphers": DEFAULT_CIPHERS,
 }
 
 
@@ -94,5 +98,5 @@ def hypercorn_mapping(hypercorn: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def ignored_by_uvicorn(hypercorn: Mapping[str, Any]) -> list[str]:
-    """Keys set in the file that uvicorn has no twin for (TLS keys never get this far)."""
+    """Keys set in the file that uvicorn has no twin for (the TLS files are never top-level keys)."""
     return sorted(set(hypercorn) - set(CARRIED) - QKHYPER_APPLIED)

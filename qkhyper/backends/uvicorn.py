@@ -22,6 +22,7 @@ import uvicorn
 
 from ..asgi.types import ASGIApp
 from ..config.model import EdgeLimits
+from ..tls import uvicorn_kwargs as tls_kwargs
 from . import resolve_worker_class
 from .base import ACCEPT_GRACE, ServerOptions
 from .guards import require
@@ -58,6 +59,7 @@ def make_config(app: ASGIApp, options: ServerOptions) -> uvicorn.Config:
         http=http_protocol(options.limits),
         h11_max_incomplete_event_size=options.limits.max_header_size,
         **uvicorn_kwargs(options.hypercorn),
+        **(tls_kwargs(options.tls) if options.tls is not None else {}),
     )
 
 

@@ -24,12 +24,10 @@ LOG_LEVELS = {
     "info": logging.INFO,
     "debug": logging.DEBUG,
 }
-# Hypercorn's TLS settings: uvicorn would not see them.
-TLS_KEYS = frozenset({"certfile", "keyfile", "keyfile_password", "ca_certs", "ciphers", "verify_mode"})
 _ROOT_PATH = re.compile(r"^(/[A-Za-z0-9_~!$&'()*+,;=:@.-]+)+$")
 
 
-def check_hypercorn_values(hypercorn: Mapping[str, Any], backend: str) -> None:
+def check_hypercorn_values(hypercorn: Mapping[str, Any]) -> None:
     """Raises ConfigError naming the key, for the mistakes above."""
     level = hypercorn.get("loglevel")
     if level is not None and str(level).lower() not in LOG_LEVELS:
@@ -37,9 +35,3 @@ def check_hypercorn_values(hypercorn: Mapping[str, Any], backend: str) -> None:
     root_path = hypercorn.get("root_path")
     if root_path and (not _ROOT_PATH.match(root_path) or {".", ".."} & set(root_path.split("/"))):
         raise ConfigError(f"root_path {root_path!r} must look like /api or /api/v1 (no trailing slash)")
-    tls = sorted(TLS_KEYS & set(hypercorn))
-    if tls and backend == "uvicorn":
-        raise ConfigError(
-            f'{tls[0]} is a Hypercorn TLS setting that backend = "uvicorn" would ignore (plain HTTP): '
-            'use backend = "hypercorn", or end TLS in a proxy in front'
-        )

@@ -28,6 +28,7 @@ from .listeners import check_listener, check_trusted
 from .model import (
     BACKENDS,
     DOCS_ASSETS,
+    TLS_KEYS,
     WORKER_CLASSES,
     AppSpec,
     GatewaySettings,
@@ -35,7 +36,9 @@ from .model import (
     QkhyperSettings,
     Settings,
     StaticSettings,
+    TlsSettings,
     UpstreamSettings,
+    tls_settings,
 )
 from .targets import parse_target
 from .workers import MANAGED_KEYS as MANAGED_WORKER_KEYS
@@ -44,6 +47,9 @@ from .workers import check_worker_limits
 CONFIG_ENV = "QKHYPER_CONFIG"
 DEFAULT_NAME = "hypercorn.toml"
 DEMO_CONFIG = Path(__file__).resolve().parent.parent / "demo" / "hypercorn.toml"
+
+_TLS_POINTER = "set `{key}` in [qkhyper] (the apps), [qkhyper.gateway] or [qkhyper.static]"
+_MUTUAL_TLS = "set `ca_certs` in [qkhyper], [qkhyper.gateway] or [qkhyper.static]: then clients need a certificate"
 
 # Hypercorn keys qkhyper decides itself, with where the user should say it instead.
 MANAGED_HYPERCORN_KEYS = {
@@ -61,6 +67,11 @@ MANAGED_HYPERCORN_KEYS = {
     "user": "set `socket_owner` (with `bind`) in [[qkhyper.apps]]",
     "group": "set `socket_group` (with `bind`) in [[qkhyper.apps]]",
     **MANAGED_WORKER_KEYS,
+    # TLS is per server, so the gateway can end HTTPS in front of loopback apps (qkhyper/tls.py).
+    **{key: _TLS_POINTER.format(key=key) for key in TLS_KEYS},
+    "verify_mode": _MUTUAL_TLS,
+    "cert_reqs": _MUTUAL_TLS,
+    "verify_flags": "not supported: qkhyper's TLS keys are certfile, keyfile, keyfile_password and ca_certs",
 }
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 _SEGMENT_RE = re.compile(r"^[A-Za-z0-9_~!$&'()*+,;=:@-][A-Za-z0-9_.~!$&'()*+,;=:@-]*$")
@@ -112,7 +123,7 @@ def load_settings(
     base_dir = Path.cwd() if is_demo else path.parent
     source = "bundled demo" if is_demo else str(path)
     hypercorn = check_hypercorn_keys(data)
-    check_hypercorn_values(hypercorn, qk.backend)
+    check_hypercorn_values(hypercorn)
     return Settings(qkhyper=qk, hypercorn=hypercorn, base_dir=base_dir, source=source)
 
 
@@ -288,6 +299,8 @@ def _check_qkhyper(qk: QkhyperSettings) -> QkhyperSettings:
     _check_proxy("qkhyper.gateway", qk.gateway)
     _check_proxy("qkhyper.static", qk.static)
     _check_upstreams(qk.gateway)
+    for where, table in (("qkhyper", qk), ("qkhyper.gateway", qk.gateway), ("qkhyper.static", qk.static)):
+        check_tls_keys(where, tls_settings(table))
     if qk.ready_timeout <= 0:
         raise ConfigError("qkhyper.ready_timeout must be positive")
     check_trusted(qk.forwarded_allow_ips)
@@ -308,6 +321,21 @@ def _check_proxy(where: str, proxy: ProxySettings) -> None:
         floor = "positive" if field.name in _POSITIVE else "0 or more"
         if not math.isfinite(value) or value < 0 or (value == 0 and field.name in _POSITIVE):
             raise ConfigError(f"{where}.{field.name} must be {floor}, got {value}")
+
+
+def check_tls_keys(where: str, tls: TlsSettings) -> None:
+    """The keys that only make sense together, without touching a file (config load).
+
+    Raises:
+        ConfigError: one line naming the table and the key that is missing.
+    """
+    if tls.certfile and not tls.keyfile:
+        raise ConfigError(f"{where}.certfile is set without {where}.keyfile: set both (PEM files)")
+    if tls.keyfile and not tls.certfile:
+        raise ConfigError(f"{where}.keyfile is set without {where}.certfile: set both (PEM files)")
+    for key in ("keyfile_password", "ca_certs"):
+        if getattr(tls, key) and not tls.certfile:
+            raise ConfigError(f"{where}.{key} needs {where}.certfile and {where}.keyfile")
 
 
 def _check_upstreams(gateway: GatewaySettings) -> None:
@@ -412,10 +440,6 @@ def check_hypercorn_keys(data: Mapping[str, Any]) -> dict[str, Any]:
 # Hypercorn settings whose default is None, with the type a value must have.
 _OPTIONAL_TYPES: dict[str, type] = {
     "accesslog": str,
-    "ca_certs": str,
-    "certfile": str,
-    "keyfile": str,
-    "keyfile_password": str,
     "logconfig": str,
     "logconfig_dict": dict,
     "max_requests": int,

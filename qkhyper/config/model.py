@@ -101,6 +101,35 @@ class UpstreamSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class TlsSettings:
+    """The TLS keys of one server table, as written: `[qkhyper]` (the apps), `[qkhyper.gateway]`, `[qkhyper.static]`.
+
+    Each server has its own, so the gateway can end HTTPS while the apps behind
+    it stay on loopback HTTP. Relative paths resolve from the config's folder;
+    `qkhyper/tls.py` checks the files in the parent and translates the keys for
+    each backend. The tables hold these four keys themselves (`tls_settings`
+    reads them), so the TOML stays flat: `certfile = ...` under `[qkhyper.gateway]`.
+    """
+
+    certfile: str = ""  # PEM: the certificate, then any intermediates
+    keyfile: str = ""  # PEM private key of certfile
+    keyfile_password: str = field(default="", repr=False)  # for an encrypted keyfile
+    ca_certs: str = ""  # PEM CA bundle: clients must present a certificate signed by one (mutual TLS)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.certfile or self.keyfile or self.keyfile_password or self.ca_certs)
+
+
+TLS_KEYS = ("certfile", "keyfile", "keyfile_password", "ca_certs")
+
+
+def tls_settings(table: QkhyperSettings | GatewaySettings | StaticSettings) -> TlsSettings:
+    """The TLS keys of one server table."""
+    return TlsSettings(table.certfile, table.keyfile, table.keyfile_password, table.ca_certs)
+
+
+@dataclass(frozen=True, slots=True)
 class GatewaySettings(ProxySettings):
     """`[qkhyper.gateway]`: the reverse proxy (and every key of `ProxySettings`)."""
 
@@ -111,6 +140,11 @@ class GatewaySettings(ProxySettings):
     upstreams: dict[str, UpstreamSettings] = field(default_factory=dict)
     fallback: str = ""  # HOST:PORT for paths no prefix matches ("" -> 404 JSON)
     cors_origins: list[str] = field(default_factory=list)
+    # TLS for clients of the gateway (see TlsSettings); all empty: plain HTTP.
+    certfile: str = ""
+    keyfile: str = ""
+    keyfile_password: str = field(default="", repr=False)
+    ca_certs: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +155,11 @@ class StaticSettings(ProxySettings):
     root: str = "./static"
     api_prefix: str = "/api"
     api_target: str = "http://127.0.0.1:8000"
+    # TLS for the static server (see TlsSettings); all empty: plain HTTP.
+    certfile: str = ""
+    keyfile: str = ""
+    keyfile_password: str = field(default="", repr=False)
+    ca_certs: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +202,11 @@ class QkhyperSettings:
     max_rss_mb: int = 0
     max_lifetime: float = 0.0
     worker_timeout: float = 60.0
+    # TLS for every app server of `serve` (and `serve --aio`) (see TlsSettings); all empty: plain HTTP.
+    certfile: str = ""
+    keyfile: str = ""
+    keyfile_password: str = field(default="", repr=False)
+    ca_certs: str = ""
     apps: list[AppSpec] = field(default_factory=list)
     gateway: GatewaySettings = field(default_factory=GatewaySettings)
     static: StaticSettings = field(default_factory=StaticSettings)

@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 
 from ..config.load import normalize_prefix
-from ..config.model import GatewayOptions, RouteSpec, Settings, UpstreamSettings
+from ..config.model import GatewayOptions, RouteSpec, Settings, UpstreamSettings, tls_settings
 from ..config.portentries import PortEntry
 from ..config.targets import parse_target
 from ..errors import ConfigError
@@ -74,6 +74,26 @@ def check_unix_apps(settings: Settings, port_map: Mapping[str, PortEntry], moved
             raise ConfigError(
                 f"app {spec.name!r} listens on {where}, and the gateway proxies to TCP only: give the app a port, "
                 f"or send /{spec.prefix} elsewhere with --upstream or [qkhyper.gateway].upstreams"
+            )
+
+
+def check_tls_apps(settings: Settings, routes: Iterable[RouteSpec]) -> None:
+    """The proxy core speaks plain HTTP to upstreams: apps served with TLS cannot be routed to.
+
+    TLS belongs to the gateway (`[qkhyper.gateway]` certfile); `[qkhyper]` certfile
+    makes the apps themselves speak TLS, which every request through the gateway
+    would meet with a failed handshake (502).
+
+    Raises:
+        ConfigError: naming the first route that goes to an app of this config.
+    """
+    if not tls_settings(settings.qkhyper).enabled:
+        return
+    for route in routes:
+        if route.source.startswith("app "):
+            raise ConfigError(
+                f"{route.source} is served with TLS ([qkhyper] certfile) and the gateway proxies plain HTTP: "
+                "move certfile/keyfile to [qkhyper.gateway] and keep the apps on loopback HTTP"
             )
 
 
@@ -143,7 +163,7 @@ def gateway_options(
 
     Raises:
         ConfigError: duplicate prefixes, malformed upstreams, no route at all,
-            an app on a unix socket with no route elsewhere.
+            an app on a unix socket with no route elsewhere, an app served with TLS.
     """
     cfg = settings.qkhyper.gateway
     port_map = port_map or {}
@@ -153,6 +173,7 @@ def gateway_options(
     table = table_routes(cfg.upstreams)
     check_unix_apps(settings, port_map, [*table, *cli])
     routes = merge_routes(apps, table, cli)
+    check_tls_apps(settings, routes)
     fallback = parse_target(cfg.fallback, None, "fallback") if cfg.fallback else None
     if not routes and fallback is None:
         raise ConfigError(f"{settings.source}: the gateway has no routes (no apps with a known port, no upstreams)")

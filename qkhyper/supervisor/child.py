@@ -32,6 +32,7 @@ from ..backends import ServerOptions, get_backend
 from ..errors import QkhyperError
 from ..loader import load_app
 from ..proctitle import set_title
+from ..tls import check_files, take_password
 from .messages import STACK_SIGNAL, Beat, Failed, Message, Ready, encode
 from .plan import ChildSpec
 
@@ -121,8 +122,11 @@ def run(spec: ChildSpec, fd: int, ready_fd: int, lifeline_fd: int) -> int:
     faulthandler.register(STACK_SIGNAL, file=sys.stderr, all_threads=True)
     watch_lifeline(lifeline_fd)
     _log_to_stderr(spec.debug)
+    tls = take_password(spec.tls, os.environ)  # before any app is imported: the app never sees the password
     reporter = Reporter(ready_fd)
     try:
+        if tls is not None:
+            check_files(tls)  # a roll after renewed certificates: fail before ready, the old worker stays
         app = build_app(spec, reporter)
         backend = get_backend(spec.backend)
     except QkhyperError as exc:
@@ -135,7 +139,7 @@ def run(spec: ChildSpec, fd: int, ready_fd: int, lifeline_fd: int) -> int:
     # connections; Instagram's reason for gc.freeze, docs.python.org/3/library/gc.html#gc.freeze).
     gc.collect()
     gc.freeze()
-    ok = backend(app, sock, ServerOptions(spec.worker_class, spec.hypercorn, spec.limits))
+    ok = backend(app, sock, ServerOptions(spec.worker_class, spec.hypercorn, spec.limits, tls))
     return 0 if ok else 1
 
 

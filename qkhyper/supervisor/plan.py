@@ -19,9 +19,10 @@ from typing import Any
 from ..config.environ import AppEnvironment, app_environment, shared_environment
 from ..config.listeners import unix_path
 from ..config.load import did_you_mean
-from ..config.model import AppSpec, BuiltinOptions, EdgeLimits, Settings, WorkerLimits
+from ..config.model import AppSpec, BuiltinOptions, EdgeLimits, Settings, WorkerLimits, tls_settings
 from ..config.workers import strictest, worker_limits
 from ..errors import ConfigError, UsageError
+from ..tls import ServerTls, for_child, password_env, server_tls
 from .policy import beat_interval
 from .unixsock import UnixSocket
 
@@ -52,6 +53,8 @@ class ChildSpec:
     beat_interval: float = 0.0  # seconds between heartbeats from the event loop; 0 = none (no worker_timeout)
     request_limit: int = 0  # report the request count at once on reaching it; set per worker at spawn
     title: str = ""  # the worker's process title ("qkhyper: users worker 2"); set per worker at spawn
+    # Checked by the parent (qkhyper/tls.py); the password is not here but in the worker's environment.
+    tls: ServerTls | None = None
 
     def encode(self) -> str:
         """The spec as one argv word. Pickle, so the frozen settings arrive as the same classes;
@@ -137,10 +140,12 @@ def make_plan(settings: Settings, selection: Selection = EVERY_APP) -> ServePlan
 
     Raises:
         UsageError: unknown app, `--port` with several apps, missing backend.
-        ConfigError: a missing or malformed env file, or --aio apps needing two values of one variable.
+        ConfigError: a missing or malformed env file, --aio apps needing two values of one variable,
+            TLS files that do not load ([qkhyper] certfile, keyfile, ...).
     """
     qk = settings.qkhyper
     check_backend(qk.backend, qk.worker_class)
+    tls = server_tls(tls_settings(qk), settings.base_dir, "qkhyper")
     names, aio, port, workers = selection.names, selection.aio, selection.port, selection.workers
     chosen = select_apps(settings, names, selection.exclude)
     if workers is not None and workers < 1:
@@ -158,8 +163,8 @@ def make_plan(settings: Settings, selection: Selection = EVERY_APP) -> ServePlan
         env: dict[str, str],
         unix: UnixSocket | None = None,
     ) -> Unit:
-        child = dataclasses.replace(child_spec(settings, label, refs), beat_interval=beat_interval(limits))
-        return Unit(label, prefixes, qk.host, port, count, child, env, unix, limits)
+        child = dataclasses.replace(child_spec(settings, label, refs, tls=tls), beat_interval=beat_interval(limits))
+        return Unit(label, prefixes, qk.host, port, count, child, {**env, **password_env(tls)}, unix, limits)
 
     specs = [settings.app(n) for n in chosen]
     envs = app_environments(settings, chosen)
@@ -202,7 +207,14 @@ def unix_socket(settings: Settings, spec: AppSpec) -> UnixSocket | None:
     return UnixSocket(str(settings.base_dir / path), spec.socket_mode, spec.socket_owner, spec.socket_group)
 
 
-def child_spec(settings: Settings, label: str, refs: list[AppRef], options: BuiltinOptions | None = None) -> ChildSpec:
+def child_spec(
+    settings: Settings,
+    label: str,
+    refs: list[AppRef],
+    options: BuiltinOptions | None = None,
+    *,
+    tls: ServerTls | None = None,
+) -> ChildSpec:
     qk = settings.qkhyper
     return ChildSpec(
         label=label,
@@ -216,6 +228,7 @@ def child_spec(settings: Settings, label: str, refs: list[AppRef], options: Buil
         docs_assets=qk.docs_assets,
         options=options,
         limits=qk.edge_limits(),
+        tls=for_child(tls),
     )
 
 
@@ -226,18 +239,20 @@ def builtin_plan(
 
     Raises:
         UsageError: missing backend, bad worker count.
+        ConfigError: its table's TLS files do not load (`[qkhyper.gateway]` certfile, ...).
     """
     qk = settings.qkhyper
     check_backend(qk.backend, qk.worker_class)
     if workers < 1:
         raise UsageError(f"--workers must be at least 1, got {workers}")
-    child = child_spec(settings, label, [AppRef(label, factory, "")], options)
+    tls = server_tls(tls_settings(options.settings), settings.base_dir, f"qkhyper.{label}")
+    child = child_spec(settings, label, [AppRef(label, factory, "")], options, tls=tls)
     # The proxy's own limit also bounds what the server takes from a client, in one setting.
     server = {**child.hypercorn, "websocket_max_message_size": options.settings.ws_max_message_size}
     limits = worker_limits(qk)
     child = dataclasses.replace(child, hypercorn=server, beat_interval=beat_interval(limits))
     return ServePlan(
-        units=[Unit(label, [""], qk.host, port, workers, child, limits=limits)],
+        units=[Unit(label, [""], qk.host, port, workers, child, password_env(tls), limits=limits)],
         graceful_timeout=settings.graceful_timeout,
         ready_timeout=qk.ready_timeout,
         port_map="",  # the port map records the apps, not qkhyper's own servers

@@ -22,6 +22,7 @@ from ..config.portentries import PortEntry
 from ..config.portmap import recorded_ports
 from ..errors import QkhyperError
 from ..logs import SUPERVISOR_LABEL, LabelWriter, format_table
+from ..tls import url_scheme
 from .notifier import NoNotifier, Notifier
 from .notify import SlotHealth, View, starting_status, status_line
 from .plan import ServePlan, Unit
@@ -333,7 +334,7 @@ class Supervisor:
     def _print_table(self) -> None:
         rows = [("app", "prefix", "url", "pids")]
         for unit in self.plan.units:
-            url = listen_url(self.sockets[unit.label])
+            url = listen_url(self.sockets[unit.label], url_scheme(unit.child.tls))
             rows.append((unit.label, " ".join("/" + p for p in unit.prefixes), url, self._pids(unit.label)))
         for line in format_table(rows):
             self.writer.line(SUPERVISOR_LABEL, line)

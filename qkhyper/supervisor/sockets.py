@@ -80,15 +80,16 @@ def bound_port(sock: socket.socket) -> int:
     return int(sock.getsockname()[1])
 
 
-def listen_url(sock: socket.socket) -> str:
-    """Where a unit listens, for the ready table: `http://host:port` or `unix:/path`.
+def listen_url(sock: socket.socket, scheme: str = "http") -> str:
+    """Where a unit listens, for the ready table: `http://host:port`, `https://...` or `unix:/path`.
 
     Read from the socket, which may be one systemd bound rather than the config's address.
+    A unix socket shows its path alone, with TLS or without.
     """
     if sock.family == socket.AF_UNIX:
         return f"unix:{sock.getsockname()}"
     host = sock.getsockname()[0]
-    return f"http://{f'[{host}]' if ':' in host else host}:{bound_port(sock)}"
+    return f"{scheme}://{f'[{host}]' if ':' in host else host}:{bound_port(sock)}"
 
 
 def port_entry(sock: socket.socket, prefix: str, aio: bool) -> PortEntry:

@@ -1,4 +1,4 @@
-"""An app that reports the QKT_* variables it saw when it was imported, and its own argv."""
+"""An app that reports the QKT_* variables it saw when it was imported, qkhyper's private ones, and its argv."""
 
 import os
 import sys
@@ -9,12 +9,22 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 AT_IMPORT = {name: value for name, value in os.environ.items() if name.startswith("QKT_")}
+QKHYPER_PRIVATE = sorted(name for name in os.environ if name.startswith("_QKHYPER"))  # the worker's own, removed
 LISTEN = {name: os.environ.get(name) for name in ("LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES")}
 SYSTEMD = {name: os.environ.get(name) for name in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")}
 
 
 async def env(request: Request) -> JSONResponse:
-    return JSONResponse({"env": AT_IMPORT, "listen": LISTEN, "systemd": SYSTEMD, "pid": os.getpid(), "argv": sys.argv})
+    return JSONResponse(
+        {
+            "env": AT_IMPORT,
+            "listen": LISTEN,
+            "systemd": SYSTEMD,
+            "pid": os.getpid(),
+            "argv": sys.argv,
+            "private": QKHYPER_PRIVATE,
+        }
+    )
 
 
 app = Starlette(routes=[Route("/env", env)])

@@ -24,12 +24,13 @@ import pytest
 import uvicorn
 from hypercorn.config import Config
 from hypercorn.events import Closed, Event, RawData, Updated
+from hypercorn.protocol.h2 import H2Protocol
 from hypercorn.protocol.h11 import H2CProtocolRequiredError, H2ProtocolAssumedError, H11Protocol
 from uvicorn.protocols.http.auto import AutoHTTPProtocol
 from uvicorn.protocols.http.h11_impl import H11Protocol as UvicornH11
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from qkhyper.backends import heads, hypercorn_h11, uvicorn_h11, uvicorn_httptools
+from qkhyper.backends import heads, hypercorn_h2, hypercorn_h11, uvicorn_h11, uvicorn_httptools
 from qkhyper.backends.guards import Overrides, mismatches
 from qkhyper.backends.hypercorn import AsyncioAlarm
 from qkhyper.backends.hypercorn_h11 import EdgeH11Protocol, install
@@ -116,6 +117,43 @@ def test_hypercorn_builds_its_http11_protocol_from_the_module_global(monkeypatch
     assert isinstance(asyncio.run(build()), EdgeH11Protocol), moved(
         "hypercorn", "ProtocolWrapper no longer builds hypercorn.protocol.H11Protocol"
     )
+
+
+def test_hypercorn_builds_its_http2_protocol_from_the_module_global(monkeypatch: pytest.MonkeyPatch) -> None:
+    """hypercorn_h2: ProtocolWrapper builds the global H2Protocol for ALPN "h2", whose decoder then has the limit."""
+    monkeypatch.setattr(hypercorn.protocol, "H2Protocol", hypercorn.protocol.H2Protocol)  # undone after the test
+    expect_overrides("hypercorn", H2Protocol, hypercorn_h2.OVERRIDES)
+    hypercorn_h2.install()
+    config = Config()
+    config.h2_max_header_list_size = 200_000
+
+    async def build() -> Any:
+        from hypercorn.asyncio.task_group import TaskGroup
+        from hypercorn.asyncio.worker_context import WorkerContext
+
+        async def send(event: Event) -> None:
+            pass
+
+        async with TaskGroup(asyncio.get_running_loop()) as group:
+            wrapper = hypercorn.protocol.ProtocolWrapper(
+                echo,
+                config,
+                WorkerContext(None),
+                group,
+                {},
+                True,
+                None,
+                None,
+                send,
+                "h2",  # type: ignore[arg-type]
+            )
+            return wrapper.protocol
+
+    protocol = asyncio.run(build())
+    assert isinstance(protocol, hypercorn_h2.EdgeH2Protocol), moved(
+        "hypercorn", "ProtocolWrapper no longer builds hypercorn.protocol.H2Protocol"
+    )
+    assert protocol.connection.decoder.max_header_list_size == 200_000, moved("h2", "H2Connection.decoder moved")
 
 
 def test_hypercorn_h11_protocol_methods_qkhyper_overrides() -> None:

@@ -55,6 +55,7 @@ _UVICORN_ATTRS = {
     "include_date_header": "date_header",
     "backlog": "backlog",
     "websocket_max_message_size": "ws_max_size",
+    "ciphers": "ssl_ciphers",
 }
 
 
@@ -91,6 +92,8 @@ ROWS: list[tuple[str, object]] = [
     ("backlog", 64),
     ("websocket_max_message_size", ABSENT),
     ("websocket_max_message_size", 1000),
+    ("ciphers", ABSENT),  # uvicorn's own default was "TLSv1"
+    ("ciphers", "ECDHE+CHACHA20"),
 ]
 
 

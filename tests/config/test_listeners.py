@@ -39,7 +39,7 @@ def load(tmp_path: Path, text: str):
         ("root_path = '/a/../b'\n", "root_path '/a/../b' must look like /api"),
         (
             "certfile = 'c.pem'\n[qkhyper]\nbackend = 'uvicorn'\n",
-            'certfile is a Hypercorn TLS setting that backend = "uvicorn" would ignore',
+            "'certfile' is managed by qkhyper: set `certfile` in [qkhyper] (the apps), [qkhyper.gateway] or [qkhyper.static]",
         ),
         ("umask = 7\n", "'umask' is managed by qkhyper: set `socket_mode`"),
         ("user = 0\n", "'user' is managed by qkhyper: set `socket_owner`"),
