@@ -27,6 +27,9 @@ class ServerOptions:
     hypercorn: dict[str, Any]  # validated top-level keys of hypercorn.toml
     limits: EdgeLimits = field(default_factory=EdgeLimits)
     tls: ServerTls | None = None  # with its password; each backend translates it (qkhyper/tls.py)
+    # Offer permessage-deflate to WebSocket clients. Off for qkhyper's own servers at
+    # the edge: both servers inflate a compressed frame whole before any size check.
+    ws_compression: bool = True
 
     @property
     def graceful_timeout(self) -> float:

@@ -46,6 +46,8 @@ def serve(app: ASGIApp, sock: socket.socket, options: ServerOptions) -> bool:
     worker_class = resolve_worker_class(options.worker_class)
     _patch_safely(lambda: _edge_protocol(options.limits, worker_class), "header timeout and h2c switch")
     _patch_safely(_h2_header_limit, "HTTP/2 header limit")
+    if not options.ws_compression:
+        _patch_safely(_no_ws_compression, "WebSocket compression switch")
     try:
         if worker_class == "trio":
             _serve_trio(app, config)
@@ -96,6 +98,13 @@ def _edge_protocol(limits: EdgeLimits, worker_class: str) -> None:
 def _h2_header_limit() -> None:
     """`max_header_size` over HTTP/2 too (see hypercorn_h2)."""
     from .hypercorn_h2 import install
+
+    install()
+
+
+def _no_ws_compression() -> None:
+    """No permessage-deflate offered to WebSocket clients (see hypercorn_ws)."""
+    from .hypercorn_ws import install
 
     install()
 

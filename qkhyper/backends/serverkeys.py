@@ -66,6 +66,9 @@ CARRIED: dict[str, Callable[[Any], dict[str, Any]]] = {
     "include_date_header": lambda v: {"date_header": bool(v)},
     "backlog": lambda v: {"backlog": int(v)},
     "websocket_max_message_size": lambda v: {"ws_max_size": int(v)},
+    # Messages a server holds for an app that is not receiving them: with the size
+    # above, what one WebSocket may cost in memory (uvicorn's own default is 32).
+    "max_app_queue_size": lambda v: {"ws_max_queue": int(v)},
     # Hypercorn's default, not uvicorn's broader "TLSv1", when a server has TLS.
     "ciphers": lambda v: {"ssl_ciphers": str(v)},
 }
@@ -78,6 +81,7 @@ HYPERCORN_DEFAULTS: dict[str, Any] = {
     "include_date_header": True,
     "backlog": DEFAULT_BACKLOG,
     "websocket_max_message_size": 16 * MIB,
+    "max_app_queue_size": 10,
     "ciphers": DEFAULT_CIPHERS,
 }
 

@@ -58,6 +58,7 @@ def make_config(app: ASGIApp, options: ServerOptions) -> uvicorn.Config:
         loop="uvloop" if resolve_worker_class(options.worker_class) == "uvloop" else "asyncio",
         http=http_protocol(options.limits),
         h11_max_incomplete_event_size=options.limits.max_header_size,
+        ws_per_message_deflate=options.ws_compression,
         **uvicorn_kwargs(options.hypercorn),
         **(tls_kwargs(options.tls) if options.tls is not None else {}),
     )

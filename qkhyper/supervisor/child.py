@@ -139,7 +139,11 @@ def run(spec: ChildSpec, fd: int, ready_fd: int, lifeline_fd: int) -> int:
     # connections; Instagram's reason for gc.freeze, docs.python.org/3/library/gc.html#gc.freeze).
     gc.collect()
     gc.freeze()
-    ok = backend(app, sock, ServerOptions(spec.worker_class, spec.hypercorn, spec.limits, tls))
+    ok = backend(
+        app,
+        sock,
+        ServerOptions(spec.worker_class, spec.hypercorn, spec.limits, tls, ws_compression=spec.options is None),
+    )
     return 0 if ok else 1
 
 

@@ -34,6 +34,13 @@ class AppRef:
     prefix: str  # "" when the app is served at the root of its own port
 
 
+# Messages the gateway's and static's servers queue for the proxy (Hypercorn's `max_app_queue_size`,
+# uvicorn's `ws_max_queue`): with ws_max_message_size, a WebSocket whose upstream stopped reading
+# holds at most (EDGE_QUEUE + 1) messages in the worker until send_timeout ends it (the servers'
+# own defaults are 10 and 32: 512 MiB at 16 MiB a message).
+EDGE_QUEUE = 4
+
+
 @dataclass(frozen=True, slots=True)
 class ChildSpec:
     label: str
@@ -247,8 +254,14 @@ def builtin_plan(
         raise UsageError(f"--workers must be at least 1, got {workers}")
     tls = server_tls(tls_settings(options.settings), settings.base_dir, f"qkhyper.{label}")
     child = child_spec(settings, label, [AppRef(label, factory, "")], options, tls=tls)
-    # The proxy's own limit also bounds what the server takes from a client, in one setting.
-    server = {**child.hypercorn, "websocket_max_message_size": options.settings.ws_max_message_size}
+    # The proxy's own limit also bounds what the server takes from a client, in one setting;
+    # and the server holds at most EDGE_QUEUE of those for a proxy whose upstream is slow.
+    queue = min(int(child.hypercorn.get("max_app_queue_size", EDGE_QUEUE)), EDGE_QUEUE)
+    server = {
+        **child.hypercorn,
+        "websocket_max_message_size": options.settings.ws_max_message_size,
+        "max_app_queue_size": queue,
+    }
     limits = worker_limits(qk)
     child = dataclasses.replace(child, hypercorn=server, beat_interval=beat_interval(limits))
     return ServePlan(

@@ -29,8 +29,9 @@ from hypercorn.protocol.h11 import H2CProtocolRequiredError, H2ProtocolAssumedEr
 from uvicorn.protocols.http.auto import AutoHTTPProtocol
 from uvicorn.protocols.http.h11_impl import H11Protocol as UvicornH11
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from wsproto.events import CloseConnection
 
-from qkhyper.backends import heads, hypercorn_h2, hypercorn_h11, uvicorn_h11, uvicorn_httptools
+from qkhyper.backends import heads, hypercorn_h2, hypercorn_h11, hypercorn_ws, uvicorn_h11, uvicorn_httptools
 from qkhyper.backends.guards import Overrides, mismatches
 from qkhyper.backends.hypercorn import AsyncioAlarm
 from qkhyper.backends.hypercorn_h11 import EdgeH11Protocol, install
@@ -154,6 +155,35 @@ def test_hypercorn_builds_its_http2_protocol_from_the_module_global(monkeypatch:
         "hypercorn", "ProtocolWrapper no longer builds hypercorn.protocol.H2Protocol"
     )
     assert protocol.connection.decoder.max_header_list_size == 200_000, moved("h2", "H2Connection.decoder moved")
+
+
+OFFER = [
+    (b"connection", b"Upgrade"),
+    (b"upgrade", b"websocket"),
+    (b"sec-websocket-version", b"13"),
+    (b"sec-websocket-key", b"dGhlIHNhbXBsZSBub25jZQ=="),
+    (b"sec-websocket-extensions", b"permessage-deflate; client_max_window_bits"),
+]
+
+
+def test_hypercorn_websocket_streams_build_the_module_global_handshake(monkeypatch: pytest.MonkeyPatch) -> None:
+    """hypercorn_ws: WSStream.handle builds `Handshake` by its module-global name, which install replaces."""
+    from hypercorn.protocol import ws_stream
+
+    monkeypatch.setattr(ws_stream, "Handshake", ws_stream.Handshake)  # undone after the test
+    expect_overrides("hypercorn", ws_stream.Handshake, hypercorn_ws.OVERRIDES)
+    assert "Handshake(event.headers" in inspect.getsource(ws_stream.WSStream.handle), moved(
+        "hypercorn", "WSStream.handle no longer builds the module's Handshake"
+    )
+    _, offered, _ = ws_stream.Handshake(OFFER, "1.1").accept(None, [])
+    assert b"sec-websocket-extensions" in dict(offered), "Hypercorn no longer negotiates permessage-deflate"
+    hypercorn_ws.install()
+    assert ws_stream.Handshake is hypercorn_ws.PlainHandshake
+    status, headers, connection = ws_stream.Handshake(OFFER, "1.1").accept(None, [])
+    assert status == 101 and b"sec-websocket-extensions" not in dict(headers)
+    connection.receive_data(b"\xc1\x81\x00\x00\x00\x00a")  # a text frame marked compressed (RSV1)
+    closes = [e for e in connection.events() if isinstance(e, CloseConnection)]
+    assert closes and closes[0].code == 1002, "a compressed frame is not refused without the extension"
 
 
 def test_hypercorn_h11_protocol_methods_qkhyper_overrides() -> None:

@@ -56,6 +56,7 @@ _UVICORN_ATTRS = {
     "backlog": "backlog",
     "websocket_max_message_size": "ws_max_size",
     "ciphers": "ssl_ciphers",
+    "max_app_queue_size": "ws_max_queue",
 }
 
 
@@ -92,6 +93,8 @@ ROWS: list[tuple[str, object]] = [
     ("backlog", 64),
     ("websocket_max_message_size", ABSENT),
     ("websocket_max_message_size", 1000),
+    ("max_app_queue_size", ABSENT),  # uvicorn's own default was 32
+    ("max_app_queue_size", 2),
     ("ciphers", ABSENT),  # uvicorn's own default was "TLSv1"
     ("ciphers", "ECDHE+CHACHA20"),
 ]

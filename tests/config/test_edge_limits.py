@@ -10,7 +10,8 @@ import pytest
 from qkhyper.config import load_settings
 from qkhyper.config.model import EdgeLimits
 from qkhyper.errors import ConfigError
-from qkhyper.supervisor.plan import ChildSpec, make_plan
+from qkhyper.gateway.routes import gateway_options
+from qkhyper.supervisor.plan import EDGE_QUEUE, ChildSpec, builtin_plan, make_plan
 
 APP = "[[qkhyper.apps]]\nname = 'users'\napp = 'svc.users:app'\nport = 9101\n"
 
@@ -77,3 +78,15 @@ def test_every_worker_is_told_the_limits(tmp_path: Path) -> None:
     assert unit.child.limits == EdgeLimits(max_headers=7, header_timeout=4.0)
     assert ChildSpec.decode(unit.child.encode()) == unit.child
     assert dataclasses.is_dataclass(unit.child.limits)
+
+
+@pytest.mark.parametrize(("in_file", "queue"), [(None, EDGE_QUEUE), (2, 2), (50, EDGE_QUEUE)])
+def test_the_edge_servers_queue_few_messages_for_the_proxy(tmp_path: Path, in_file: int | None, queue: int) -> None:
+    """A WebSocket whose upstream stopped reading holds at most EDGE_QUEUE + 1 client messages in the gateway."""
+    top_level = "" if in_file is None else f"max_app_queue_size = {in_file}\n"
+    settings = load(tmp_path, top_level + "[qkhyper.gateway]\nws_max_message_size = 1000\n")
+    [unit] = builtin_plan(settings, "gateway", "x:y", gateway_options(settings), port=0, workers=1).units
+    assert unit.child.hypercorn["max_app_queue_size"] == queue
+    assert unit.child.hypercorn["websocket_max_message_size"] == 1000
+    [app] = make_plan(settings).units
+    assert app.child.hypercorn.get("max_app_queue_size") == in_file  # the apps get the file's own value

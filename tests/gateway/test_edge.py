@@ -255,6 +255,17 @@ def test_websocket_messages_over_the_limit_close_with_1009(stack: StackFactory, 
     assert info.value.rcvd is not None and info.value.rcvd.code == 1009
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_gateway_offers_websocket_clients_no_compression(stack: StackFactory, backend: str) -> None:
+    """Both servers inflate a permessage-deflate frame whole before any size check (a deflate bomb)."""
+    s = stack(("--backend", backend))
+    with connect(f"ws://127.0.0.1:{s.port}/up/ws", open_timeout=10, compression="deflate") as ws:
+        assert ws.response is not None
+        assert "sec-websocket-extensions" not in ws.response.headers
+        ws.send("plain")
+        assert ws.recv(timeout=10) == "plain"
+
+
 # --- 8. timeouts --------------------------------------------------------------------------------
 
 
