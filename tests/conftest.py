@@ -208,3 +208,34 @@ def exchange(port: int, data: bytes) -> bytes:
 
 def get(url: str, **kwargs: object) -> httpx.Response:
     return httpx.get(url, timeout=30, **kwargs)  # type: ignore[arg-type]
+
+
+def socket_activate(
+    project: Path, port: int, app: str, path: str, *setenv: str
+) -> tuple[subprocess.Popen[bytes], httpx.Response]:
+    """`qkhyper serve users` (`app` on `port`) under systemd's own launcher, and its first answer at `path`.
+
+    systemd-socket-activate listens, then execs qkhyper on the first connection;
+    that request waits in the backlog until a worker accepts it. It hands the
+    program a bare environment: `setenv` ("NAME=value") and PYTHONPATH are passed on.
+    """
+    config = write_config(project, [{"name": "users", "app": app, "port": port}])
+    command = [sys.executable, "-m", "qkhyper", "serve", "users", "--config", str(config)]
+    keep = [f"--setenv={name}" for name in ("PYTHONPATH",) if name in os.environ]
+    keep += [f"--setenv={pair}" for pair in setenv]
+    process = subprocess.Popen(
+        ["systemd-socket-activate", "-l", f"127.0.0.1:{port}", "--fdname=users", *keep, *command],
+        cwd=project,
+        env=clean_env(),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    for _ in range(200):  # poll until systemd-socket-activate listens; each request has its own deadline
+        try:
+            return process, httpx.get(f"http://127.0.0.1:{port}{path}", timeout=60)
+        except httpx.ConnectError:
+            threading.Event().wait(0.05)
+    process.kill()
+    process.wait(30)
+    raise AssertionError("systemd-socket-activate never listened")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import grp
 import ipaddress
 import pwd
+from collections.abc import Callable
 
 from ..errors import ConfigError
 from .model import AppSpec
@@ -77,12 +78,7 @@ def lookup_user(name: str, key: str) -> int:
     Raises:
         ConfigError: naming the key when no such user exists.
     """
-    if name.isdigit():
-        return int(name)
-    try:
-        return pwd.getpwnam(name).pw_uid
-    except KeyError:
-        raise ConfigError(f"{key}: no user {name!r} on this machine") from None
+    return _lookup(name, key, "user", lambda n: pwd.getpwnam(n).pw_uid)
 
 
 def lookup_group(name: str, key: str) -> int:
@@ -91,12 +87,16 @@ def lookup_group(name: str, key: str) -> int:
     Raises:
         ConfigError: naming the key when no such group exists.
     """
+    return _lookup(name, key, "group", lambda n: grp.getgrnam(n).gr_gid)
+
+
+def _lookup(name: str, key: str, kind: str, find: Callable[[str], int]) -> int:
     if name.isdigit():
         return int(name)
     try:
-        return grp.getgrnam(name).gr_gid
+        return find(name)
     except KeyError:
-        raise ConfigError(f"{key}: no group {name!r} on this machine") from None
+        raise ConfigError(f"{key}: no {kind} {name!r} on this machine") from None
 
 
 def check_trusted(entries: list[str], key: str = "qkhyper.forwarded_allow_ips") -> None:

@@ -23,7 +23,7 @@ import pytest
 from qkhyper.errors import ConfigError
 from qkhyper.supervisor.activation import NAME_HINT, Passed, adopt, passed_sockets
 from qkhyper.supervisor.childenv import worker_environ
-from tests.conftest import Qkhyper, clean_env, free_port, get, write_config
+from tests.conftest import Qkhyper, clean_env, free_port, get, socket_activate, write_config
 
 PID = 4242
 LABELS = ["users", "orders"]
@@ -211,30 +211,9 @@ def test_gateway_takes_a_passed_unix_socket(project: Path, activated: type[Activ
 
 @pytest.mark.skipif(shutil.which("systemd-socket-activate") is None, reason="systemd-socket-activate not installed")
 def test_under_systemd_socket_activate(project: Path) -> None:
-    port = free_port()
-    config = write_config(project, [{"name": "users", "app": "apps.probe:app", "port": port}])
-    command = [sys.executable, "-m", "qkhyper", "serve", "users", "--config", str(config)]
-    # It hands the program a bare environment: pass on where qkhyper is imported from.
-    keep = [f"--setenv={name}" for name in ("PYTHONPATH",) if name in os.environ]
-    process = subprocess.Popen(
-        ["systemd-socket-activate", "-l", f"127.0.0.1:{port}", "--fdname=users", *keep, *command],
-        cwd=project,
-        env=clean_env(),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    process, answer = socket_activate(project, free_port(), "apps.probe:app", "/scope")
     try:
-        # systemd-socket-activate listens, then execs qkhyper on the first connection;
-        # that request waits in the backlog until a worker accepts it.
-        answer = None
-        for _ in range(200):  # poll until systemd-socket-activate listens; each request has its own deadline
-            try:
-                answer = httpx.get(f"http://127.0.0.1:{port}/scope", timeout=60)
-                break
-            except httpx.ConnectError:
-                threading.Event().wait(0.05)
-        assert answer is not None and answer.json()["resource"]["opened"] is True
+        assert answer.json()["resource"]["opened"] is True
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(30) == 0

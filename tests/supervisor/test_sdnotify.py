@@ -13,19 +13,16 @@ import shutil
 import signal
 import socket
 import struct
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 
 from qkhyper.supervisor.systemd import monotonic_usec
-from tests.conftest import Qkhyper, clean_env, free_port, get, write_config
+from tests.conftest import Qkhyper, clean_env, free_port, get, socket_activate, write_config
 
 CREDENTIALS = struct.Struct("3i")  # struct ucred: pid, uid, gid
 
@@ -178,35 +175,11 @@ def test_gateway_and_static_notify_too(
 @pytest.mark.skipif(shutil.which("systemd-socket-activate") is None, reason="systemd-socket-activate not installed")
 def test_under_systemd_socket_activate_with_notify(project: Path, systemd: FakeSystemd) -> None:
     """systemd's own launcher: the passed socket is served, and READY=1 comes from the process it started."""
-    port = free_port()
-    config = write_config(project, [{"name": "users", "app": "apps.envprobe:app", "port": port}])
-    command = [sys.executable, "-m", "qkhyper", "serve", "users", "--config", str(config)]
-    keep = [f"--setenv={name}" for name in ("PYTHONPATH",) if name in os.environ]
-    process = subprocess.Popen(
-        [
-            "systemd-socket-activate",
-            "-l",
-            f"127.0.0.1:{port}",
-            "--fdname=users",
-            f"--setenv=NOTIFY_SOCKET={systemd.name}",
-            *keep,
-            *command,
-        ],
-        cwd=project,
-        env=clean_env(),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    process, answer = socket_activate(
+        project, free_port(), "apps.envprobe:app", "/env", f"NOTIFY_SOCKET={systemd.name}"
     )
     try:
-        answer = None
-        for _ in range(200):  # poll until systemd-socket-activate listens; each request has its own deadline
-            try:
-                answer = httpx.get(f"http://127.0.0.1:{port}/env", timeout=60)
-                break
-            except httpx.ConnectError:
-                threading.Event().wait(0.05)
-        assert answer is not None and answer.json()["systemd"]["NOTIFY_SOCKET"] is None
+        assert answer.json()["systemd"]["NOTIFY_SOCKET"] is None
         ready = systemd.wait_for(says("READY=1"))
         assert systemd.notes[ready].pid == process.pid  # it exec'd qkhyper: the service's main process
     finally:

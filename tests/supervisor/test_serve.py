@@ -58,6 +58,18 @@ def test_request_in_flight_finishes_on_graceful_stop(
     log = project / "events.log"
     server = run_qkhyper(["serve", "--config", str(config), *backend], project, clean_env(PROBE_LOG=str(log)))
     server.wait_ready()
+    client, result = _slow_request_in_flight(port, log)
+    server.signal(signum)
+    server.wait_for("graceful shutdown")
+    with pytest.raises(httpx.ConnectError):  # the listener is closed at once: refused, not left hanging
+        _connect_after_listener_closed(port)
+    client.join(30)
+    assert result == {"status": 200, "body": {"slept": 2.0}}
+    assert server.wait() == 0
+
+
+def _slow_request_in_flight(port: int, log: Path) -> tuple[threading.Thread, dict[str, object]]:
+    """A 2 s request from a thread, returned once the app is inside it; `result` has its answer at the end."""
     result: dict[str, object] = {}
 
     def slow_request() -> None:
@@ -67,13 +79,7 @@ def test_request_in_flight_finishes_on_graceful_stop(
     client = threading.Thread(target=slow_request)
     client.start()
     _wait_for_request(log)
-    server.signal(signum)
-    server.wait_for("graceful shutdown")
-    with pytest.raises(httpx.ConnectError):  # the listener is closed at once: refused, not left hanging
-        _connect_after_listener_closed(port)
-    client.join(30)
-    assert result == {"status": 200, "body": {"slept": 2.0}}
-    assert server.wait() == 0
+    return client, result
 
 
 def _wait_for_request(log: Path) -> None:
@@ -122,15 +128,7 @@ def test_a_repeated_sigterm_keeps_draining(project: Path, run_qkhyper: type[Qkhy
     log = project / "events.log"
     server = run_qkhyper(["serve", "--config", str(config), *backend], project, clean_env(PROBE_LOG=str(log)))
     server.wait_ready()
-    result: dict[str, object] = {}
-
-    def slow_request() -> None:
-        response = get(f"http://127.0.0.1:{port}/slow?seconds=2")
-        result.update(status=response.status_code, body=response.json())
-
-    client = threading.Thread(target=slow_request)
-    client.start()
-    _wait_for_request(log)
+    client, result = _slow_request_in_flight(port, log)
     server.signal(signal.SIGTERM)
     server.wait_for("SIGTERM: graceful shutdown$")
     server.signal(signal.SIGTERM)
