@@ -224,7 +224,21 @@ class Forwarder:
         self, conn: UpstreamConnection, request: h11.Request, body: RequestBody, receive: Receive
     ) -> h11.Response:
         await conn.send(request)
-        await body.send_to(conn)
+        try:
+            await body.send_to(conn)
+        except UpstreamClosed:
+            # An upstream may answer before it has read the whole body (413, 401, 403)
+            # and close. The answer arrived before its reset, and the kernel still
+            # hands it out: relay it, as the upstream meant, instead of a 502. The
+            # connection is not reused (h11 saw our side fail).
+            try:
+                return await self._response_head(conn, receive)
+            except ProxyError:
+                pass
+            raise
+        return await self._response_head(conn, receive)
+
+    async def _response_head(self, conn: UpstreamConnection, receive: Receive) -> h11.Response:
         timeout = self.settings.read_timeout
         token = self.watchdog.watch(conn, timeout, lambda: _head_timeout(timeout), receive)
         try:

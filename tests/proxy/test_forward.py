@@ -996,3 +996,24 @@ async def test_static_api_prefix_refuses_what_the_gateway_refuses() -> None:
     assert client.status == 400, client.sent
     assert client.json["error"] == "bad request"
     assert backend.opened == []
+
+
+async def test_an_upstream_that_answers_before_reading_the_body_is_heard() -> None:
+    """A 413 sent before the upload ended, then a reset: the client gets the 413, not a 502."""
+    early = MockStream([response(413, b"too big")], fail_send_at=2)  # head, first chunk, then broken
+    core, backend = make_core([early])
+    client = Client(body_messages(b"a" * 10, b"b" * 10, b"c" * 10))
+    scope = http_scope(method="POST", headers=[(b"host", b"gw.test"), (b"content-length", b"30")])
+    await call(core, scope, client)
+    assert (client.status, client.body) == (413, b"too big")
+    assert early.closed and len(backend.opened) == 1  # not reused, not retried
+    assert_no_leak(core, backend)
+
+
+async def test_a_reset_during_the_upload_without_an_answer_stays_a_502() -> None:
+    core, backend = make_core([MockStream([b""], fail_send_at=2)])
+    client = Client(body_messages(b"a" * 10, b"b" * 10, b"c" * 10))
+    scope = http_scope(method="POST", headers=[(b"host", b"gw.test"), (b"content-length", b"30")])
+    await call(core, scope, client)
+    assert client.status == 502 and client.json["reason"] == "upstream closed the connection"
+    assert_no_leak(core, backend)
