@@ -11,7 +11,6 @@ import httpx
 import psutil
 import pytest
 
-from qkhyper.tls import PASSWORD_VAR
 from tests.certs import PASSWORD, Certs, make_certs
 from tests.conftest import Qkhyper, free_port, write_config
 
@@ -79,7 +78,7 @@ def test_encrypted_key_password_reaches_the_server_but_not_argv_or_the_app(
     worker = psutil.Process(pid)
     assert PASSWORD not in " ".join(seen["argv"] + worker.cmdline())
     assert seen["private"] == []  # the worker took it before the app was imported
-    assert PASSWORD_VAR in worker.environ()  # /proc keeps the exec-time block: readable by its user and root only
+    # /proc/PID/environ is no witness either way: setproctitle reuses that memory for the title.
 
 
 def served_certificate(port: int, certs: Certs) -> bytes:
