@@ -13,7 +13,7 @@ import h11
 import pytest
 import trio
 
-from qkhyper.proxy.connection import READ_SIZE
+from qkhyper.proxy.connection import MAX_HEAD, READ_SIZE
 from qkhyper.proxy.errors import (
     BadRequest,
     ClientGone,
@@ -913,6 +913,19 @@ async def test_a_complete_response_head_over_64_kib_is_502() -> None:
     await call(core, http_scope(), client)
     assert client.status == 502 and client.json["reason"] == "upstream sent a malformed response"
     assert_no_leak(core, backend)
+
+
+@pytest.mark.parametrize(("over", "status"), [(0, 200), (1, 502)])
+async def test_the_head_limit_counts_every_byte_of_the_head(over: int, status: int) -> None:
+    """A head of exactly MAX_HEAD bytes on the wire (status line to the blank line) passes; one more is 502."""
+    start = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Fill: "
+    fill = MAX_HEAD - len(start) - len(b"\r\n\r\n") + over
+    head = start + b"a" * fill + b"\r\n\r\n"
+    assert len(head) == MAX_HEAD + over
+    core, _ = make_core([MockStream([head + b"ok"])])
+    client = Client()
+    await call(core, http_scope(), client)
+    assert client.status == status
 
 
 @pytest.mark.parametrize("status", [204, 304])

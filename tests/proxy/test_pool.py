@@ -203,3 +203,18 @@ def test_two_targets_can_be_down() -> None:
     upstreams = Upstreams([("a", 1), ("b", 2)])
     upstreams.mark_down(("a", 1), now=0)
     assert upstreams.order(1) == [("b", 2), ("a", 1)] and upstreams.order(2) == [("b", 2), ("a", 1)]
+
+
+async def test_first_tries_each_target_in_order_until_one_takes_the_request() -> None:
+    """Three targets, the first and the last refusing: the middle one answers, the last is never tried."""
+    a, b, c = ("a", 1), ("b", 2), ("c", 3)
+    tried: list[tuple[str, int]] = []
+
+    async def attempt(target: tuple[str, int]) -> str:
+        tried.append(target)
+        if target != b:
+            raise ConnectFailed(f"{target} refused")
+        return "answered"
+
+    assert await Upstreams([a, b, c]).first(attempt, 0, "/x") == "answered"
+    assert tried == [a, b]
