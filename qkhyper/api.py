@@ -18,6 +18,7 @@ from typing import TextIO
 import trio
 
 from .advice import start_warnings, static_warnings
+from .config.hypercorn_values import log_level
 from .config.load import DEMO_CONFIG, load_settings
 from .config.model import Settings, StaticOptions, tls_settings
 from .config.portmap import read_port_map
@@ -26,7 +27,7 @@ from .errors import QkhyperError, UsageError
 from .gateway.routes import describe as describe_routes
 from .gateway.routes import gateway_options
 from .loader import load_app
-from .logs import LabelWriter, configure, format_table
+from .logs import LogWriter, configure, format_table, make_writer
 from .proctitle import set_title
 from .supervisor.activation import passed_sockets
 from .supervisor.notifier import notifier_from_env
@@ -128,7 +129,7 @@ def gateway(
     plan = builtin_plan(
         settings, "gateway", GATEWAY_FACTORY, options, port=settings.qkhyper.gateway.port, workers=workers
     )
-    writer = LabelWriter(stream or sys.stderr, ["gateway"])
+    writer = make_writer(settings.qkhyper.log_format, stream or sys.stderr, ["gateway"])
     for line in ports.warnings:
         writer.line("qkhyper", f"warning: {line}")
     url = server_url(settings.qkhyper.host, settings.qkhyper.gateway.port, plan.units[0].child.tls)
@@ -156,16 +157,17 @@ def _run(
     reloader: Reloader | None,
     stream: TextIO | None,
     debug: bool,
-    writer: LabelWriter | None = None,
+    writer: LogWriter | None = None,
     *,
     proxy_headers: bool = True,
     warnings: Sequence[str] = (),
 ) -> int:
     """Run `plan` under the supervisor, on the sockets systemd passed where it passed any, telling it how we are."""
-    writer = writer or LabelWriter(stream or sys.stderr, [unit.label for unit in plan.units])
+    labels = [unit.label for unit in plan.units]
+    writer = writer or make_writer(settings.qkhyper.log_format, stream or sys.stderr, labels)
     if debug:
         plan = with_debug(plan)
-    configure(writer, debug)
+    configure(writer, log_level(settings.hypercorn, debug))
     problem = set_title(f"qkhyper: supervisor {command} {settings.source}")
     if problem is not None:
         log.warning("warning: process titles cannot be set (%s); ps shows python instead", problem)

@@ -8,15 +8,20 @@ traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import time
 import traceback
 from collections.abc import Sequence
 from typing import Any
 
 from . import __version__, api
 from .config import Settings, load_settings
-from .config.model import BACKENDS, WORKER_CLASSES
+from .config.hypercorn_values import LOG_LEVELS
+from .config.model import BACKENDS, LOG_FORMATS, WORKER_CLASSES
 from .errors import QkhyperError
+from .jsonlog import dumps, plain_fields
+from .logs import SUPERVISOR_LABEL
 from .supervisor.plan import Selection
 
 EPILOG = "Config lookup: --config, then $QKHYPER_CONFIG, then ./hypercorn.toml, then the bundled demo."
@@ -44,6 +49,17 @@ def _runtime(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", choices=BACKENDS, help="server (default: [qkhyper] backend, hypercorn)")
     parser.add_argument(
         "--worker-class", choices=WORKER_CLASSES, help="event loop (default: [qkhyper] worker_class, uvloop)"
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        help="text lines, or one JSON object a line (default: [qkhyper] log_format, text)",
+    )
+    parser.add_argument(
+        "--log-level",
+        type=str.lower,
+        choices=list(LOG_LEVELS),
+        help="of qkhyper, its workers and their servers (default: the top-level loglevel key, info)",
     )
     _common(parser)
 
@@ -143,7 +159,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 # CLI flags that override a settings key: flag attribute -> path in the settings.
 _OVERRIDES: dict[str, dict[str, tuple[str, ...]]] = {
-    "*": {"host": ("host",), "backend": ("backend",), "worker_class": ("worker_class",)},
+    "*": {
+        "host": ("host",),
+        "backend": ("backend",),
+        "worker_class": ("worker_class",),
+        "log_format": ("log_format",),
+    },
     "gateway": {
         "port": ("gateway", "port"),
         "default_upstream": ("gateway", "default_upstream"),
@@ -179,25 +200,40 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     return found
 
 
-def run(args: argparse.Namespace) -> int:
-    def settings() -> Settings:
-        return load_settings(args.config, overrides=_overrides(args))
+def _top_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """CLI flags that override a top-level (Hypercorn) key: `--log-level` is `loglevel`, one setting."""
+    level = getattr(args, "log_level", None)
+    return {} if level is None else {"loglevel": level}
 
+
+def load(args: argparse.Namespace) -> Settings:
+    """The settings with the command line's overrides (again on each `--reload` of the config)."""
+    return load_settings(args.config, overrides=_overrides(args), top=_top_overrides(args))
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "check":
-        return api.check(settings())
+        return api.check(settings)
     if args.command == "gateway":
-        return api.gateway(settings(), upstreams=args.upstream, workers=args.workers, debug=args.debug)
+        return api.gateway(settings, upstreams=args.upstream, workers=args.workers, debug=args.debug)
     if args.command == "static":
-        return api.static(settings(), workers=args.workers, debug=args.debug)
+        return api.static(settings, workers=args.workers, debug=args.debug)
     selection = Selection(args.apps, args.exclude, args.aio, args.port, args.workers)
     return api.serve(
-        settings(),
+        settings,
         selection,
         reload=args.reload,
         reload_dirs=args.reload_dir,
-        reload_settings=settings,
+        reload_settings=lambda: load(args),
         debug=args.debug,
     )
+
+
+def error_line(exc: QkhyperError, log_format: str) -> str:
+    """The one line a failure ends with: a JSON object too once the settings said `log_format = "json"`."""
+    if log_format == "json":
+        return dumps(plain_fields(f"error: {exc}", SUPERVISOR_LABEL, os.getpid(), time.time(), "error"))
+    return f"qkhyper: error: {exc}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -206,12 +242,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse has printed its usage line
         return int(exc.code or 0)
+    log_format = "text"  # until the settings are read: a config that does not load says so in text
     try:
-        return run(args)
+        settings = load(args)
+        if args.command != "check":  # check prints a report, not a log
+            log_format = settings.qkhyper.log_format
+        return run(args, settings)
     except QkhyperError as exc:
         if args.debug:
             traceback.print_exc()
-        print(f"qkhyper: error: {exc}", file=sys.stderr)
+        print(error_line(exc, log_format), file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         return 1

@@ -27,6 +27,17 @@ LOG_LEVELS = {
 _ROOT_PATH = re.compile(r"^(/[A-Za-z0-9_~!$&'()*+,;=:@.-]+)+$")
 
 
+def log_level(hypercorn: Mapping[str, Any], debug: bool = False) -> int:
+    """The level of every logger qkhyper configures: `loglevel` (Hypercorn's default, info); `--debug` is debug.
+
+    The servers read the same key for their error logs, so supervisor, workers
+    and servers are quieted by one setting, as `--log-level` is for gunicorn.
+    """
+    if debug:
+        return logging.DEBUG
+    return LOG_LEVELS[str(hypercorn.get("loglevel", "info")).lower()]
+
+
 def check_hypercorn_values(hypercorn: Mapping[str, Any]) -> None:
     """Raises ConfigError naming the key, for the mistakes above."""
     level = hypercorn.get("loglevel")

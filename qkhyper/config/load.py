@@ -26,8 +26,10 @@ from .environ import check_env_table
 from .hypercorn_values import check_hypercorn_values
 from .listeners import check_listener, check_trusted
 from .model import (
+    ACCESS_LOG_FORMATS,
     BACKENDS,
     DOCS_ASSETS,
+    LOG_FORMATS,
     TLS_KEYS,
     WORKER_CLASSES,
     AppSpec,
@@ -99,6 +101,7 @@ def load_settings(
     *,
     env: Mapping[str, str] | None = None,
     overrides: Mapping[str, Any] | None = None,
+    top: Mapping[str, Any] | None = None,
 ) -> Settings:
     """Read and validate the configuration.
 
@@ -107,6 +110,8 @@ def load_settings(
         env: the environment to read `QKHYPER_*` from (default: `os.environ`).
         overrides: CLI values for `[qkhyper]` keys; nested tables as dicts,
             e.g. `{"backend": "uvicorn", "gateway": {"port": 9000}}`.
+        top: CLI values for top-level (Hypercorn) keys, e.g. `{"loglevel": "debug"}`
+            from `--log-level`: the same key, checked the same way, so it keeps one meaning.
 
     Raises:
         ConfigError: for any unknown key, wrong type or inconsistent value.
@@ -122,7 +127,7 @@ def load_settings(
     qk = _check_qkhyper(_build(QkhyperSettings, merged, "qkhyper"))
     base_dir = Path.cwd() if is_demo else path.parent
     source = "bundled demo" if is_demo else str(path)
-    hypercorn = check_hypercorn_keys(data)
+    hypercorn = check_hypercorn_keys({**data, **(top or {})})
     check_hypercorn_values(hypercorn)
     return Settings(qkhyper=qk, hypercorn=hypercorn, base_dir=base_dir, source=source)
 
@@ -294,6 +299,7 @@ def _check_qkhyper(qk: QkhyperSettings) -> QkhyperSettings:
     _one_of("qkhyper.backend", qk.backend, BACKENDS)
     _one_of("qkhyper.worker_class", qk.worker_class, WORKER_CLASSES)
     _one_of("qkhyper.docs_assets", qk.docs_assets, DOCS_ASSETS)
+    _one_of("qkhyper.log_format", qk.log_format, LOG_FORMATS)
     _check_port("qkhyper.gateway.port", qk.gateway.port)
     _check_port("qkhyper.static.port", qk.static.port)
     _check_proxy("qkhyper.gateway", qk.gateway)
@@ -314,6 +320,7 @@ _POSITIVE = ("connect_timeout", "read_timeout", "client_body_timeout", "ws_max_m
 
 
 def _check_proxy(where: str, proxy: ProxySettings) -> None:
+    _one_of(f"{where}.access_log_format", proxy.access_log_format, ACCESS_LOG_FORMATS)
     for field in dataclasses.fields(ProxySettings):
         value = getattr(proxy, field.name)
         if isinstance(value, bool) or not isinstance(value, (int, float)):

@@ -14,6 +14,10 @@ from typing import Any
 BACKENDS = ("hypercorn", "uvicorn")
 WORKER_CLASSES = ("asyncio", "uvloop", "trio")
 DOCS_ASSETS = ("local", "cdn")
+# What every line qkhyper writes looks like: `label | text`, or one JSON object (README "Logs").
+LOG_FORMATS = ("text", "json")
+# The proxy's access line: Apache's "combined" layout plus route, upstream and time, or a JSON object.
+ACCESS_LOG_FORMATS = ("combined", "json")
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +89,7 @@ class ProxySettings:
     max_body_size: int = 0  # bytes of a request body; 0 = unlimited
     ws_max_message_size: int = 16 * MIB  # one WebSocket message, either direction; over it: close 1009
     access_log: bool = False
+    access_log_format: str = "combined"  # combined | json (ACCESS_LOG_FORMATS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,6 +190,7 @@ class QkhyperSettings:
     worker_class: str = "uvloop"
     port_map: str = ".qkhyper/ports.json"
     docs_assets: str = "local"
+    log_format: str = "text"  # text | json (LOG_FORMATS): the supervisor's lines and its workers'
     # Peers whose X-Forwarded-* headers are believed (SPEC §3): addresses, networks,
     # "unix" (peers on a unix socket, local like 127.0.0.1) or "*" (everyone).
     forwarded_allow_ips: list[str] = field(default_factory=lambda: ["127.0.0.1", "::1", "unix"])

@@ -16,7 +16,7 @@ import sys
 
 import trio
 
-from ..logs import LabelWriter
+from ..logs import LogWriter
 from .childenv import worker_environ
 from .messages import STACK_SIGNAL, Beat, Message, Ready, decode
 from .plan import Unit
@@ -41,7 +41,7 @@ class ProcessWorker:
         unit: Unit,
         sock: socket.socket,
         lifeline: int,
-        writer: LabelWriter,
+        writer: LogWriter,
         request_limit: int = 0,
         title: str = "",
     ) -> None:
@@ -115,13 +115,13 @@ class ProcessWorker:
                         lines.append(buffer)
                         buffer = b""
                     for line in lines:
-                        self.writer.line(label, line.decode(errors="replace").rstrip("\r"))
+                        self.writer.relay(label, self.pid, line.decode(errors="replace").rstrip("\r"))
                     self._relayed_lines(len(lines))
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass  # the pipe broke with the child; what was read is written below
         finally:
             if buffer:
-                self.writer.line(label, buffer.decode(errors="replace"))
+                self.writer.relay(label, self.pid, buffer.decode(errors="replace"))
             self.relayed.set()
 
     def _relayed_lines(self, count: int) -> None:
@@ -177,11 +177,15 @@ class ProcessWorker:
         self.signal(signal.SIGTERM)
         with trio.move_on_after(timeout):
             code = await self.wait()
-            log.info("%s: worker %d %s", self.unit.label, self.pid, describe_exit(code))
+            log.info("%s: worker %d %s", self.unit.label, self.pid, describe_exit(code), extra=self._fields(code))
             return code
         log.warning("%s: worker %d did not stop within %g s; killing it", self.unit.label, self.pid, timeout)
         self.kill()
         return await self.wait()
+
+    def _fields(self, code: int) -> dict[str, object]:
+        """What a JSON log line about this worker's exit carries as fields (`extra=`)."""
+        return {"worker_app": self.unit.label, "worker_pid": self.pid, "exit_code": code}
 
     async def dump_stack(self, timeout: float) -> None:
         seen = self._lines

@@ -21,7 +21,7 @@ import trio
 from ..config.portentries import PortEntry
 from ..config.portmap import recorded_ports
 from ..errors import QkhyperError
-from ..logs import SUPERVISOR_LABEL, LabelWriter, format_table
+from ..logs import SUPERVISOR_LABEL, LogWriter, format_table
 from ..tls import url_scheme
 from .notifier import NoNotifier, Notifier
 from .notify import SlotHealth, View, starting_status, status_line
@@ -79,7 +79,7 @@ class Supervisor:
         self,
         plan: ServePlan,
         sockets: dict[str, socket.socket],
-        writer: LabelWriter,
+        writer: LogWriter,
         reloader: Reloader | None = None,
         *,
         systemd: Systemd | None = None,
@@ -129,7 +129,7 @@ class Supervisor:
                     nursery.cancel_scope.cancel()
         finally:
             self.lifeline.close()
-        log.info("stopped (exit code %d)", self.exit_code)
+        log.info("stopped (exit code %d)", self.exit_code, extra={"exit_code": self.exit_code})
         return self.exit_code
 
     def _slot_config(self, unit: Unit) -> SlotConfig:
@@ -360,7 +360,7 @@ def _port_map(plan: ServePlan, sockets: dict[str, socket.socket]) -> AbstractCon
 
 async def supervise(
     plan: ServePlan,
-    writer: LabelWriter,
+    writer: LogWriter,
     reloader: Reloader | None = None,
     *,
     systemd: Systemd | None = None,

@@ -319,7 +319,10 @@ class Slot:
         self._hung = None
         self.serving_since = None
         self.on_change()
-        log.error("%s: worker %d %s; restarting in %.1f s", self.label, worker.pid, describe_exit(code), delay)
+        fields = {"worker_app": self.label, "worker_pid": worker.pid, "exit_code": code, "restart_in_s": delay}
+        log.error(
+            "%s: worker %d %s; restarting in %.1f s", self.label, worker.pid, describe_exit(code), delay, extra=fields
+        )
         self.worker = None
         tasks.start_soon(self._restart_later, delay)
 

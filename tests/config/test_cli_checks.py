@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from qkhyper.cli import build_parser, load
 from tests.conftest import Qkhyper, free_port, get, run_cli, write_config
 
 
@@ -79,3 +80,14 @@ def test_loopback_start_has_no_warning(project: Path, run_qkhyper: type[Qkhyper]
     server = run_qkhyper(["serve", "--config", str(config)], project)
     server.wait_ready()
     assert "warning:" not in server.output
+
+
+@pytest.mark.parametrize("command", ["serve", "gateway", "static"])
+def test_log_flags_override_the_config_keys(project: Path, command: str) -> None:
+    """--log-format is [qkhyper] log_format and --log-level the top-level loglevel: no new settings."""
+    config = write_config(project, [{"name": "users", "app": "apps.probe:app"}], top="loglevel = 'error'")
+    plain = load(build_parser().parse_args([command, "--config", str(config)]))
+    assert plain.qkhyper.log_format == "text" and plain.hypercorn["loglevel"] == "error"
+    args = build_parser().parse_args([command, "--config", str(config), "--log-format", "json", "--log-level", "DEBUG"])
+    settings = load(args)
+    assert settings.qkhyper.log_format == "json" and settings.hypercorn["loglevel"] == "debug"

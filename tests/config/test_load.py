@@ -105,6 +105,7 @@ def test_env_lists_and_bools(tmp_path: Path) -> None:
         ),
         ("[qkhyper]\nbackend = 'gunicorn'\n", "qkhyper.backend must be one of hypercorn, uvicorn, got 'gunicorn'"),
         ("[qkhyper]\nworker_class = 'gevent'\n", "qkhyper.worker_class must be one of asyncio, uvloop, trio"),
+        ("[qkhyper]\nlog_format = 'xml'\n", "qkhyper.log_format must be one of text, json, got 'xml'"),
         ("[[qkhyper.apps]]\nname='a'\n", "[qkhyper.apps[0]] is missing required key 'app'"),
         ("[[qkhyper.apps]]\nname='a'\napp='nocolon'\n", "must look like 'module:attribute'"),
         ("[[qkhyper.apps]]\nname='a'\napp='m:a'\nport=70000\n", "qkhyper.apps[0].port must be a port number"),
@@ -188,6 +189,10 @@ def test_proxy_settings_are_one_table_in_gateway_and_static(tmp_path: Path) -> N
         ("read_timeout = nan", "qkhyper.gateway.read_timeout must be positive, got nan"),
         ("read_timeout = 'x'", "qkhyper.gateway.read_timeout must be a number, got 'x'"),
         ('fallback = "nohost"', "qkhyper.gateway.fallback: 'nohost' must look like HOST:PORT"),
+        (
+            'access_log_format = "apache"',
+            "qkhyper.gateway.access_log_format must be one of combined, json, got 'apache'",
+        ),
         ('upstreams = { "/b" = ["h:99999"] }', "upstreams '/b': 'h:99999' has no valid port"),
         ('upstreams = { "/b" = { targets = ["h:1"], sse_idle_timeout = -3 } }', "sse_idle_timeout must be 0 or more"),
         (
@@ -212,3 +217,22 @@ def test_upstreams_take_a_list_or_a_table(tmp_path: Path) -> None:
     assert upstreams["/a"].targets == ["h:1"] and upstreams["/a"].upstream_idle_timeout is None
     assert (upstreams["/b"].targets, upstreams["/b"].upstream_idle_timeout) == (["h:2"], 3.0)
     assert (upstreams["/users"].targets, upstreams["/users"].sse_idle_timeout) == ([], 30.0)
+
+
+def test_log_settings_from_file_env_and_command_line(tmp_path: Path) -> None:
+    path = write(
+        tmp_path, "loglevel = 'info'\n[qkhyper]\nlog_format = 'json'\n[qkhyper.static]\naccess_log_format = 'json'\n"
+    )
+    settings = load(path)
+    assert settings.qkhyper.log_format == "json" and settings.qkhyper.static.access_log_format == "json"
+    assert settings.qkhyper.gateway.access_log_format == "combined"
+    env = {"QKHYPER_LOG_FORMAT": "text", "QKHYPER_GATEWAY_ACCESS_LOG_FORMAT": "json"}
+    from_env = load(path, env)
+    assert from_env.qkhyper.log_format == "text" and from_env.qkhyper.gateway.access_log_format == "json"
+    assert load(path, env, log_format="json").qkhyper.log_format == "json"
+    # --log-level is the top-level key, checked as the file's value is.
+    assert load_settings(str(path), env={}, top={"loglevel": "error"}).hypercorn["loglevel"] == "error"
+    with pytest.raises(ConfigError, match="loglevel must be one of"):
+        load_settings(str(path), env={}, top={"loglevel": "loud"})
+    with pytest.raises(ConfigError, match="QKHYPER_GATEWAY_ACCESS_LOG_FORMAT|access_log_format must be one of"):
+        load(path, {"QKHYPER_GATEWAY_ACCESS_LOG_FORMAT": "xml"})
