@@ -6,6 +6,7 @@ response, each with a deadline, so a hang fails the test instead of stalling.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -17,6 +18,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -145,6 +147,26 @@ class Qkhyper:
                 self.proc.kill()
                 self.proc.wait(5)
         self._reader.join(5)
+
+
+ISO_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+
+
+def json_objects(lines: list[str]) -> list[dict[str, Any]]:
+    """Every line as a JSON object with the keys every line has (`log_format = "json"`); fails naming the line."""
+    objects = []
+    for line in lines:
+        try:
+            fields = json.loads(line)
+        except ValueError:
+            raise AssertionError(f"not JSON: {line!r}") from None
+        assert isinstance(fields, dict), line
+        assert ISO_MS.match(fields.get("ts", "")), line
+        assert fields.get("level") in {"debug", "info", "warning", "error", "critical"}, line
+        assert isinstance(fields.get("app"), str) and isinstance(fields.get("pid"), int), line
+        assert isinstance(fields.get("msg"), str), line
+        objects.append(fields)
+    return objects
 
 
 @pytest.fixture

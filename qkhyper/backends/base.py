@@ -30,6 +30,10 @@ class ServerOptions:
     # Offer permessage-deflate to WebSocket clients. Off for qkhyper's own servers at
     # the edge: both servers inflate a compressed frame whole before any size check.
     ws_compression: bool = True
+    # [qkhyper] log_format; with "json" the servers' error and access loggers write
+    # JSON objects, labelled `label`, which the supervisor merges (jsonlog.py).
+    log_format: str = "text"
+    label: str = ""
 
     @property
     def graceful_timeout(self) -> float:

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import signal
 import socket
+import sys
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
@@ -14,7 +15,9 @@ from hypercorn.typing import TaskGroup
 from hypercorn.utils import LifespanFailureError
 
 from ..asgi.types import ASGIApp
+from ..config.hypercorn_values import log_level
 from ..config.model import EdgeLimits
+from ..jsonlog import json_logger
 from ..tls import hypercorn_keys
 from . import resolve_worker_class
 from .base import ACCEPT_GRACE, ServerOptions
@@ -38,7 +41,25 @@ def make_config(sock: socket.socket, options: ServerOptions) -> Config:
     if options.tls is not None:  # Hypercorn then serves the fd:// bind with TLS, HTTP/2 offered by ALPN
         for key, value in hypercorn_keys(options.tls).items():
             setattr(config, key, value)
+    if options.log_format == "json":
+        _json_logs(config, options)
     return config
+
+
+def _json_logs(config: Config, options: ServerOptions) -> None:
+    """Hypercorn's error and access logs as JSON objects, where they go to the worker's output.
+
+    Hypercorn uses a `logging.Logger` given as `errorlog`/`accesslog` as it is;
+    a file path the user set is left alone. The access line stays Hypercorn's
+    own text, as `msg`.
+    """
+    level = log_level(options.hypercorn)
+    for attr, name, stream in (
+        ("errorlog", "hypercorn.error", sys.stderr),
+        ("accesslog", "hypercorn.access", sys.stdout),
+    ):
+        if getattr(config, attr) == "-":
+            setattr(config, attr, json_logger(name, stream, options.label, level))
 
 
 def serve(app: ASGIApp, sock: socket.socket, options: ServerOptions) -> bool:

@@ -19,9 +19,11 @@ from importlib.metadata import version
 from typing import cast
 
 import uvicorn
+from uvicorn.config import LOGGING_CONFIG
 
 from ..asgi.types import ASGIApp
 from ..config.model import EdgeLimits
+from ..jsonlog import json_log_config
 from ..tls import uvicorn_kwargs as tls_kwargs
 from . import resolve_worker_class
 from .base import ACCEPT_GRACE, ServerOptions
@@ -51,6 +53,9 @@ class _Server(uvicorn.Server):
 
 def make_config(app: ASGIApp, options: ServerOptions) -> uvicorn.Config:
     """uvicorn's arguments for the file's Hypercorn keys (serverkeys.CARRIED), plus qkhyper's own."""
+    server_keys = uvicorn_kwargs(options.hypercorn)
+    if options.log_format == "json":  # the same loggers and handlers, every formatter JSON (jsonlog.py)
+        server_keys["log_config"] = json_log_config(server_keys.get("log_config", LOGGING_CONFIG), options.label)
     return uvicorn.Config(
         app,
         lifespan="on",
@@ -59,7 +64,7 @@ def make_config(app: ASGIApp, options: ServerOptions) -> uvicorn.Config:
         http=http_protocol(options.limits),
         h11_max_incomplete_event_size=options.limits.max_header_size,
         ws_per_message_deflate=options.ws_compression,
-        **uvicorn_kwargs(options.hypercorn),
+        **server_keys,
         **(tls_kwargs(options.tls) if options.tls is not None else {}),
     )
 

@@ -29,7 +29,9 @@ from ..asgi.host import HostApp, make_mounts
 from ..asgi.proxy_headers import ProxyHeadersMiddleware, RootPathMiddleware, TrustedPeers
 from ..asgi.types import ASGIApp
 from ..backends import ServerOptions, get_backend
+from ..config.hypercorn_values import log_level
 from ..errors import QkhyperError
+from ..jsonlog import JsonFormatter
 from ..loader import load_app
 from ..proctitle import set_title
 from ..tls import check_files, take_password
@@ -105,13 +107,29 @@ def _host_app(spec: ChildSpec, reporter: Reporter) -> ASGIApp:
     return RootPathMiddleware(app, root_path) if root_path else app
 
 
-def _log_to_stderr(debug: bool) -> None:
-    """qkhyper's own records in a child; the servers configure their loggers themselves."""
+def _log_to_stderr(spec: ChildSpec) -> None:
+    """qkhyper's own records in a child, at the level of `loglevel`; the servers configure their loggers themselves.
+
+    In JSON mode each record is a JSON object, which the supervisor merges into
+    its own line. The proxy's access lines get a handler of their own: bare in
+    text mode (Apache's layout needs no `[INFO]`), and JSON objects whenever
+    `access_log_format = "json"`, also in text mode.
+    """
+    level = log_level(spec.hypercorn, spec.debug)
+    json_lines = spec.log_format == "json"
+    text = logging.Formatter("[%(levelname)s] %(message)s")
+    _stderr_logger("qkhyper", level, JsonFormatter(spec.label) if json_lines else text)
+    options = spec.options.settings if spec.options is not None else None
+    json_access = json_lines or (options is not None and options.access_log_format == "json")
+    _stderr_logger("qkhyper.access", level, JsonFormatter(spec.label) if json_access else logging.Formatter())
+
+
+def _stderr_logger(name: str, level: int, formatter: logging.Formatter) -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("[%(levelname)s] %(message)s"))
-    logger = logging.getLogger("qkhyper")
+    handler.setFormatter(formatter)
+    logger = logging.getLogger(name)
     logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG if debug else logging.INFO)
+    logger.setLevel(level)
     logger.propagate = False
 
 
@@ -121,7 +139,7 @@ def run(spec: ChildSpec, fd: int, ready_fd: int, lifeline_fd: int) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # only the supervisor decides how we stop
     faulthandler.register(STACK_SIGNAL, file=sys.stderr, all_threads=True)
     watch_lifeline(lifeline_fd)
-    _log_to_stderr(spec.debug)
+    _log_to_stderr(spec)
     tls = take_password(spec.tls, os.environ)  # before any app is imported: the app never sees the password
     reporter = Reporter(ready_fd)
     try:
@@ -142,7 +160,15 @@ def run(spec: ChildSpec, fd: int, ready_fd: int, lifeline_fd: int) -> int:
     ok = backend(
         app,
         sock,
-        ServerOptions(spec.worker_class, spec.hypercorn, spec.limits, tls, ws_compression=spec.options is None),
+        ServerOptions(
+            spec.worker_class,
+            spec.hypercorn,
+            spec.limits,
+            tls,
+            ws_compression=spec.options is None,
+            log_format=spec.log_format,
+            label=spec.label,
+        ),
     )
     return 0 if ok else 1
 

@@ -62,6 +62,7 @@ class ChildSpec:
     title: str = ""  # the worker's process title ("qkhyper: users worker 2"); set per worker at spawn
     # Checked by the parent (qkhyper/tls.py); the password is not here but in the worker's environment.
     tls: ServerTls | None = None
+    log_format: str = "text"  # [qkhyper] log_format: "json" makes the worker's own log lines JSON objects
 
     def encode(self) -> str:
         """The spec as one argv word. Pickle, so the frozen settings arrive as the same classes;
@@ -236,6 +237,7 @@ def child_spec(
         options=options,
         limits=qk.edge_limits(),
         tls=for_child(tls),
+        log_format=qk.log_format,
     )
 
 
