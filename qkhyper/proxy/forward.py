@@ -21,6 +21,7 @@ import h11
 from ..asgi.responses import answer_json
 from ..asgi.types import Receive, Scope, Send
 from ..config.model import Address, ProxySettings
+from .accesslog import access_fields, access_message
 from .bodies import RequestBody, ResponseBody
 from .connection import UpstreamConnection
 from .errors import (
@@ -150,7 +151,8 @@ class Forwarder:
             await self._fail(scope, send, record, route, exc)
         finally:
             if self.settings.access_log:
-                _log_access(scope, record.status, route, target, (self.clock() - started) * 1000)
+                elapsed_ms = (self.clock() - started) * 1000
+                _log_access(scope, record.status, route, target, elapsed_ms, self.settings.access_log_format)
 
     async def _fail(self, scope: Scope, send: Send, record: _Record, route: Route, exc: ProxyError) -> None:
         if record.started:
@@ -390,15 +392,6 @@ async def answer_error(scope: Scope, send: Send, exc: ProxyError, route: Route) 
 _CLOSE = frozenset({400, 408, 413})
 
 
-def _log_access(scope: Scope, status: int, route: Route, target: Address | None, elapsed_ms: float) -> None:
-    where = f"{target[0]}:{target[1]}" if target else "-"
-    access_log.info(
-        '%s "%s %s" %d -> %s %s %.1fms',
-        (scope.get("client") or ("-",))[0],
-        scope["method"],
-        log_target(scope),
-        status,
-        route.label,
-        where,
-        elapsed_ms,
-    )
+def _log_access(scope: Scope, status: int, route: Route, target: Address | None, elapsed_ms: float, style: str) -> None:
+    fields = access_fields(scope, status, route.label, target, elapsed_ms)
+    access_log.info("%s", access_message(scope, fields, style, time.time()), extra=fields)

@@ -180,7 +180,8 @@ def test_gateway_workers_and_graceful_stop(stack: StackFactory) -> None:
 def test_access_log(stack: StackFactory) -> None:
     s = stack(("--access-log",))
     get(f"{s.url}/up/echo")
-    s.gateway.wait_for(rf'"GET /up/echo" 200 -> /up 127.0.0.1:{s.upstream_port} [\d.]+ms')
+    line = rf'"GET /up/echo HTTP/1.1" 200 - "-" "python-httpx/[^"]+" /up 127.0.0.1:{s.upstream_port} [\d.]+ms$'
+    s.gateway.wait_for(r"^gateway \| \d+\.\d+\.\d+\.\d+ - - \[[^]]+\] " + line)
 
 
 def test_route_table_from_port_map(stack: StackFactory) -> None:

@@ -7,6 +7,7 @@ Each test scripts the upstream's bytes (`MockStream`), plays the client
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 
 import h11
@@ -640,7 +641,34 @@ async def test_access_log_line(caplog: pytest.LogCaptureFixture) -> None:
 
         core.pool.backend.streams[0] = Slow([response(201, b"x")])  # type: ignore[attr-defined]
         await call(core, http_scope("/up/items", method="PUT"), client)
-    assert [r.getMessage() for r in caplog.records] == ['192.0.2.7 "PUT /up/items" 201 -> /up up.test:9000 250.0ms']
+    [record] = caplog.records
+    assert (
+        untimed(record.getMessage())
+        == '192.0.2.7 - - [T] "PUT /up/items HTTP/1.1" 201 - "-" "-" /up up.test:9000 250.0ms'
+    )
+    assert [getattr(record, key) for key in ("route", "upstream", "duration_ms")] == ["/up", "up.test:9000", 250.0]
+
+
+async def test_access_log_json_style(caplog: pytest.LogCaptureFixture) -> None:
+    core, _ = make_core([MockStream([response(201, b"x")])], settings(access_log=True, access_log_format="json"))
+    with caplog.at_level(logging.INFO, "qkhyper.access"):
+        await call(core, http_scope("/up/items", method="PUT"), Client())
+    [record] = caplog.records
+    assert record.getMessage() == "PUT /up/items 201"
+    fields = {key: getattr(record, key) for key in ("client", "method", "path", "status", "route", "upstream")}
+    assert fields == {
+        "client": "192.0.2.7",
+        "method": "PUT",
+        "path": "/up/items",
+        "status": 201,
+        "route": "/up",
+        "upstream": "up.test:9000",
+    }
+
+
+def untimed(line: str) -> str:
+    """An access line with its [time] replaced by [T]: the clock of the line is the wall clock."""
+    return re.sub(r"\[\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d \+0000\]", "[T]", line, count=1)
 
 
 async def test_access_log_of_a_failure_and_of_a_client_that_left(caplog: pytest.LogCaptureFixture) -> None:
@@ -658,8 +686,8 @@ async def test_access_log_of_a_failure_and_of_a_client_that_left(caplog: pytest.
             nursery.start_soon(leave)
             await core.handle(http_scope(), gone.receive, gone.send, route(core), 3)
     lines = [r.getMessage() for r in caplog.records if r.name == "qkhyper.access"]
-    assert lines[0] == '192.0.2.7 "GET /up/x" 502 -> /up - 0.0ms'
-    assert lines[1] == '192.0.2.7 "GET /up/x" 499 -> /up - 2000.0ms'
+    assert untimed(lines[0]) == '192.0.2.7 - - [T] "GET /up/x HTTP/1.1" 502 - "-" "-" /up - 0.0ms'
+    assert untimed(lines[1]) == '192.0.2.7 - - [T] "GET /up/x HTTP/1.1" 499 - "-" "-" /up - 2000.0ms'
 
 
 async def test_failure_and_retry_log_lines(caplog: pytest.LogCaptureFixture) -> None:
@@ -879,7 +907,7 @@ async def test_access_log_without_a_client_address(caplog: pytest.LogCaptureFixt
     del scope["client"]
     with caplog.at_level(logging.INFO, "qkhyper.access"):
         await call(core, scope, Client())
-    assert caplog.records[0].getMessage().startswith('- "GET /up/x" 200 -> /up up.test:9000 ')
+    assert untimed(caplog.records[0].getMessage()).startswith('- - - [T] "GET /up/x HTTP/1.1" 200 - "-" "-" /up up.test:9000 ')
 
 
 # --- what the hostile review found -----------------------------------------------------------------

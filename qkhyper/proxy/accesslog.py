@@ -1,0 +1,81 @@
+"""The proxy's access line (`access_log = true`): its fields, and its text in Apache's combined layout.
+
+`access_log_format = "combined"` gives the line nginx and Apache users read
+and their tools parse, with the proxy's own three fields appended (route,
+upstream, time), as nginx's `log_format` with `$upstream_addr
+$request_time` does:
+
+    192.0.2.7 - - [27/Nov/2026:10:41:00 +0000] "GET /users/1 HTTP/1.1" 200 - "-" "curl/8.5" /users 10.0.0.5:8001 3.2ms
+
+`"json"` gives the fields as a JSON object (`extra=` on the record, which the
+worker's JSON formatter writes). Response bytes are not counted by the relay,
+so the size is `-` and there is no `bytes` field.
+
+Everything a client chose (path, Referer, User-Agent) is escaped: unprintable
+bytes as `\\xNN`, and in the combined line `"` as `\\x22` (nginx's escaping), so
+a client can neither start a log line of its own nor shift the quoted fields.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from ..asgi.types import Scope
+from ..config.model import Address
+from .protocol import log_target
+
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def access_fields(scope: Scope, status: int, route: str, target: Address | None, elapsed_ms: float) -> dict[str, Any]:
+    """One request as the JSON access line's fields (ms rounded to 0.1, as in the text line)."""
+    return {
+        "client": (scope.get("client") or ("-",))[0],
+        "method": scope["method"],
+        "path": log_target(scope),
+        "status": status,
+        "route": route,
+        "upstream": f"{target[0]}:{target[1]}" if target else None,
+        "duration_ms": round(elapsed_ms, 1),
+    }
+
+
+def combined_line(scope: Scope, fields: dict[str, Any], now: float) -> str:
+    """Apache's combined layout (no size: `-`) plus route, upstream and time; `now` is epoch seconds."""
+    request = f"{fields['method']} {_quoted(fields['path'])} HTTP/{scope.get('http_version', '1.1')}"
+    referer = _quoted(_escape(_header(scope, b"referer")))
+    agent = _quoted(_escape(_header(scope, b"user-agent")))
+    upstream = fields["upstream"] or "-"
+    return (
+        f'{fields["client"]} - - [{_clf_time(now)}] "{request}" {fields["status"]} - "{referer}" "{agent}"'
+        f" {fields['route']} {upstream} {fields['duration_ms']:.1f}ms"
+    )
+
+
+def access_message(scope: Scope, fields: dict[str, Any], style: str, now: float) -> str:
+    """The record's message: the combined line, or for "json" a short summary (the fields carry the rest)."""
+    if style == "json":
+        return f"{fields['method']} {fields['path']} {fields['status']}"
+    return combined_line(scope, fields, now)
+
+
+def _header(scope: Scope, name: bytes) -> bytes:
+    for key, value in scope["headers"]:
+        if key == name:
+            return bytes(value)
+    return b"-"
+
+
+def _escape(value: bytes) -> str:
+    return value.decode("latin-1").encode("unicode_escape").decode("ascii")
+
+
+def _quoted(text: str) -> str:
+    return text.replace('"', "\\x22")
+
+
+def _clf_time(now: float) -> str:
+    """`27/Nov/2026:10:41:00 +0000`, in UTC, with English month names whatever the locale."""
+    t = time.gmtime(now)
+    return f"{t.tm_mday:02d}/{_MONTHS[t.tm_mon - 1]}/{t.tm_year}:{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} +0000"

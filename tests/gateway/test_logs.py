@@ -1,0 +1,45 @@
+"""The gateway's lines as a machine reads them: `access_log_format = "json"`, `log_format = "json"`."""
+
+from __future__ import annotations
+
+import json
+import signal
+
+from tests.conftest import free_port, get, json_objects
+from tests.gateway.conftest import StackFactory
+
+JSON_ACCESS = 'access_log = true\naccess_log_format = "json"'
+
+
+def test_json_mode_access_lines_and_a_workers_warning(stack: StackFactory) -> None:
+    dead = free_port()
+    s = stack(("--upstream", f"/dead:127.0.0.1:{dead}"), gateway_table=JSON_ACCESS, qkhyper='log_format = "json"')
+    assert get(f"{s.url}/up/echo?x=1").status_code == 200
+    assert get(f"{s.url}/dead/x").status_code == 502
+    s.gateway.wait_for(r'"status":502')
+    s.gateway.signal(signal.SIGTERM)
+    assert s.gateway.wait() == 0
+    objects = json_objects(s.gateway.lines)
+    access = [o for o in objects if o.get("logger") == "qkhyper.access"]
+    assert [(o["app"], o["route"], o["status"], o["method"], o["path"]) for o in access] == [
+        ("gateway", "/up", 200, "GET", "/up/echo"),
+        ("gateway", "/dead", 502, "GET", "/dead/x"),
+    ]
+    assert access[0]["upstream"] == f"127.0.0.1:{s.upstream_port}" and access[1]["upstream"] is None
+    assert access[0]["client"] == "127.0.0.1" and all(o["duration_ms"] >= 0 for o in access)
+    assert access[0]["msg"] == "GET /up/echo 200"
+    # A record of the worker's own qkhyper loggers, JSON too.
+    [warning] = [o for o in objects if o.get("logger") == "qkhyper.proxy"]
+    assert warning["level"] == "warning" and f"connect to 127.0.0.1:{dead} failed" in warning["msg"]
+    assert any(o["msg"].startswith("route /up -> ") for o in objects if o["app"] == "qkhyper")
+    assert s.serve is not None
+    assert json_objects(s.serve.lines)  # serve read log_format from the same file
+
+
+def test_text_mode_with_json_access_lines(stack: StackFactory) -> None:
+    s = stack(gateway_table=JSON_ACCESS)
+    get(f"{s.url}/up/echo")
+    line = s.gateway.wait_for(r"^gateway \| (\{.*\})$").group(1)
+    fields = json.loads(line)
+    assert (fields["route"], fields["status"], fields["path"], fields["app"]) == ("/up", 200, "/up/echo", "gateway")
+    assert s.gateway.wait_for(r"^qkhyper +\| ready: ")  # the rest stays text
