@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import signal
+from pathlib import Path
 
-from tests.conftest import free_port, get, json_objects
+from tests.conftest import Qkhyper, free_port, get, json_objects
 from tests.gateway.conftest import StackFactory
 
 JSON_ACCESS = 'access_log = true\naccess_log_format = "json"'
@@ -43,3 +44,19 @@ def test_text_mode_with_json_access_lines(stack: StackFactory) -> None:
     fields = json.loads(line)
     assert (fields["route"], fields["status"], fields["path"], fields["app"]) == ("/up", 200, "/up/echo", "gateway")
     assert s.gateway.wait_for(r"^qkhyper +\| ready: ")  # the rest stays text
+
+
+def test_log_level_quiets_the_workers_records(stack: StackFactory, run_qkhyper: type[Qkhyper], project: Path) -> None:
+    """--log-level warning: the worker's access lines (info) go, its warnings stay."""
+    s = stack()
+    port, dead = free_port(), free_port()
+    args = ["--access-log", "--log-level", "warning", "--log-format", "json", "--upstream", f"/dead:127.0.0.1:{dead}"]
+    gateway = run_qkhyper(["gateway", "--config", str(s.config), "--port", str(port), *args], project)
+    gateway.wait_for(r'"msg":"app +prefix +url +pids"')  # "ready:" is an info record: not shown
+    assert get(f"http://127.0.0.1:{port}/up/echo").status_code == 200
+    assert get(f"http://127.0.0.1:{port}/dead/x").status_code == 502
+    gateway.signal(signal.SIGTERM)
+    assert gateway.wait() == 0  # the worker wrote everything before it exited
+    records = [o for o in json_objects(gateway.lines) if "logger" in o]
+    assert [o["logger"] for o in records if o["app"] == "gateway"] == ["qkhyper.proxy"]
+    assert all(o["level"] != "info" for o in records)
