@@ -53,9 +53,9 @@ def combined_line(scope: Scope, fields: dict[str, Any], now: float) -> str:
     )
 
 
-def access_message(scope: Scope, fields: dict[str, Any], style: str, now: float) -> str:
+def access_message(scope: Scope, fields: dict[str, Any], access_log_format: str, now: float) -> str:
     """The record's message: the combined line, or for "json" a short summary (the fields carry the rest)."""
-    if style == "json":
+    if access_log_format == "json":
         return f"{fields['method']} {fields['path']} {fields['status']}"
     return combined_line(scope, fields, now)
 

@@ -392,6 +392,8 @@ async def answer_error(scope: Scope, send: Send, exc: ProxyError, route: Route) 
 _CLOSE = frozenset({400, 408, 413})
 
 
-def _log_access(scope: Scope, status: int, route: Route, target: Address | None, elapsed_ms: float, style: str) -> None:
+def _log_access(
+    scope: Scope, status: int, route: Route, target: Address | None, elapsed_ms: float, access_log_format: str
+) -> None:
     fields = access_fields(scope, status, route.label, target, elapsed_ms)
-    access_log.info("%s", access_message(scope, fields, style, time.time()), extra=fields)
+    access_log.info("%s", access_message(scope, fields, access_log_format, time.time()), extra=fields)

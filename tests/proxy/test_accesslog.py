@@ -60,7 +60,7 @@ def test_combined_line(headers: list[tuple[bytes, bytes]], raw_path: bytes, expe
     assert "\n" not in line and line.isascii()
 
 
-def test_message_by_style() -> None:
+def test_message_by_access_log_format() -> None:
     scope = http_scope("/up/a\nb")
     fields = access_fields(scope, 200, "/up", None, 1.0)
     assert access_message(scope, fields, "json", NOW) == "GET /up/a\\nb 200"

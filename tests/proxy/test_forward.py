@@ -907,7 +907,9 @@ async def test_access_log_without_a_client_address(caplog: pytest.LogCaptureFixt
     del scope["client"]
     with caplog.at_level(logging.INFO, "qkhyper.access"):
         await call(core, scope, Client())
-    assert untimed(caplog.records[0].getMessage()).startswith('- - - [T] "GET /up/x HTTP/1.1" 200 - "-" "-" /up up.test:9000 ')
+    assert untimed(caplog.records[0].getMessage()).startswith(
+        '- - - [T] "GET /up/x HTTP/1.1" 200 - "-" "-" /up up.test:9000 '
+    )
 
 
 # --- what the hostile review found -----------------------------------------------------------------
