@@ -12,6 +12,7 @@ from tests.conftest import Qkhyper, clean_env, free_port, get, json_objects, run
 
 BACKENDS = [
     pytest.param(["--backend", "hypercorn", "--worker-class", "asyncio"], id="hypercorn"),
+    pytest.param(["--backend", "hypercorn", "--worker-class", "trio"], id="hypercorn-trio"),
     pytest.param(["--backend", "uvicorn"], id="uvicorn"),
 ]
 
