@@ -85,6 +85,10 @@ class ProxySettings:
     max_body_size: int = 0  # bytes of a request body; 0 = unlimited
     ws_max_message_size: int = 16 * MIB  # one WebSocket message, either direction; over it: close 1009
     access_log: bool = False
+    # Keep a client's X-Request-ID if it is short and plain (else make one), send it upstream,
+    # return it to the client and log it (README "What crosses the gateway"). false: the
+    # header crosses like any other, and the proxy neither makes nor logs one.
+    request_id: bool = True
 
 
 @dataclass(frozen=True, slots=True)
