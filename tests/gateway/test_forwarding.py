@@ -135,7 +135,12 @@ def test_errors_are_json_and_never_tracebacks(stack: StackFactory) -> None:
     s = stack(("--upstream", f"dead:127.0.0.1:{dead}"))
     response = get(f"{s.url}/dead/x")
     assert response.status_code == 502
-    assert response.json() == {"error": "bad gateway", "route": "/dead", "reason": "upstream refused the connection"}
+    assert response.json() == {
+        "error": "bad gateway",
+        "route": "/dead",
+        "reason": "upstream refused the connection",
+        "request_id": response.headers["x-request-id"],
+    }
     s.gateway.wait_for(r"GET /dead/x -> /dead: connect to 127.0.0.1:\d+ failed")
 
 

@@ -42,7 +42,13 @@ def test_dead_api_target_is_502_json(project: Path, run_qkhyper: type[Qkhyper], 
     run_qkhyper(args, project).wait_ready()
     response = get(f"http://127.0.0.1:{port}/api/users/")
     assert response.status_code == 502
-    assert response.json() == {"error": "bad gateway", "route": "/api", "reason": "upstream refused the connection"}
+    rid = response.headers["x-request-id"]
+    assert response.json() == {
+        "error": "bad gateway",
+        "route": "/api",
+        "reason": "upstream refused the connection",
+        "request_id": rid,
+    }
 
 
 def test_bad_api_target_is_exit_2(project: Path, tmp_path: Path) -> None:
