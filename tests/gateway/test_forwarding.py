@@ -172,6 +172,8 @@ def test_max_body_size_and_cors(stack: StackFactory) -> None:
         headers={"Origin": "http://app.example", "Access-Control-Request-Method": "POST"},
     )
     assert preflight.headers["access-control-allow-origin"] == "http://app.example"
+    cross = httpx.get(f"{s.url}/up/echo", headers={"Origin": "http://app.example"})
+    assert cross.headers["access-control-expose-headers"] == "X-Request-ID"  # a page may read it
 
 
 def test_gateway_workers_and_graceful_stop(stack: StackFactory) -> None:
