@@ -90,6 +90,10 @@ class ProxySettings:
     ws_max_message_size: int = 16 * MIB  # one WebSocket message, either direction; over it: close 1009
     access_log: bool = False
     access_log_format: str = "combined"  # combined | json (ACCESS_LOG_FORMATS)
+    # Keep a client's X-Request-ID if it is short and plain (else make one), send it upstream,
+    # return it to the client and log it (README "What crosses the gateway"). false: the
+    # header crosses like any other, and the proxy neither makes nor logs one.
+    request_id: bool = True
 
 
 @dataclass(frozen=True, slots=True)

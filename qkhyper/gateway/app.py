@@ -123,5 +123,10 @@ def create(options: GatewayOptions) -> ASGIApp:
     if cfg.cors_origins:
         from starlette.middleware.cors import CORSMiddleware
 
-        app = CORSMiddleware(app, allow_origins=cfg.cors_origins, allow_methods=["*"], allow_headers=["*"])
+        # A page on another origin may read only the response headers CORS exposes: the request ID
+        # is the one it needs to show in an error report.
+        exposed = ["X-Request-ID"] if cfg.request_id else []
+        app = CORSMiddleware(
+            app, allow_origins=cfg.cors_origins, allow_methods=["*"], allow_headers=["*"], expose_headers=exposed
+        )
     return app

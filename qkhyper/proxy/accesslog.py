@@ -2,10 +2,11 @@
 
 `access_log_format = "combined"` gives the line nginx and Apache users read
 and their tools parse, with the proxy's own three fields appended (route,
-upstream, time), as nginx's `log_format` with `$upstream_addr
-$request_time` does:
+upstream, time, request ID), as nginx's `log_format` with `$upstream_addr
+$request_time` does, then the request ID (`-` with `request_id = false`):
 
-    192.0.2.7 - - [27/Nov/2026:10:41:00 +0000] "GET /users/1 HTTP/1.1" 200 - "-" "curl/8.5" /users 10.0.0.5:8001 3.2ms
+    192.0.2.7 - - [27/Nov/2026:10:41:00 +0000] "GET /users/1 HTTP/1.1" 200 - "-" "curl/8.5" /users
+    10.0.0.5:8001 3.2ms 9b2f6c1e0d8a4f37b5e2c9a1d6f0e3b7  (one line)
 
 `"json"` gives the fields as a JSON object (`extra=` on the record, which the
 worker's JSON formatter writes). Response bytes are not counted by the relay,
@@ -28,8 +29,13 @@ from .protocol import log_target
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
-def access_fields(scope: Scope, status: int, route: str, target: Address | None, elapsed_ms: float) -> dict[str, Any]:
-    """One request as the JSON access line's fields (ms rounded to 0.1, as in the text line)."""
+def access_fields(
+    scope: Scope, status: int, route: str, target: Address | None, elapsed_ms: float, request_id: bytes | None = None
+) -> dict[str, Any]:
+    """One request as the JSON access line's fields (ms rounded to 0.1, as in the text line).
+
+    `request_id` is None when the proxy's request IDs are off (`request_id = false`).
+    """
     return {
         "client": (scope.get("client") or ("-",))[0],
         "method": scope["method"],
@@ -38,6 +44,7 @@ def access_fields(scope: Scope, status: int, route: str, target: Address | None,
         "route": route,
         "upstream": f"{target[0]}:{target[1]}" if target else None,
         "duration_ms": round(elapsed_ms, 1),
+        "request_id": None if request_id is None else request_id.decode("ascii"),
     }
 
 
@@ -47,9 +54,10 @@ def combined_line(scope: Scope, fields: dict[str, Any], now: float) -> str:
     referer = _quoted(_escape(_header(scope, b"referer")))
     agent = _quoted(_escape(_header(scope, b"user-agent")))
     upstream = fields["upstream"] or "-"
+    request_id = fields.get("request_id") or "-"
     return (
         f'{fields["client"]} - - [{_clf_time(now)}] "{request}" {fields["status"]} - "{referer}" "{agent}"'
-        f" {fields['route']} {upstream} {fields['duration_ms']:.1f}ms"
+        f" {fields['route']} {upstream} {fields['duration_ms']:.1f}ms {request_id}"
     )
 
 

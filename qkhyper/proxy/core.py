@@ -57,6 +57,7 @@ class ProxyCore:
             read_timeout=settings.read_timeout,
             send_timeout=settings.send_timeout,
             max_message=settings.ws_max_message_size,
+            request_id=settings.request_id,
             clock=clock,
         )
 

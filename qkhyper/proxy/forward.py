@@ -35,7 +35,10 @@ from .errors import (
 )
 from .pool import Clock, Pool, Upstreams
 from .protocol import (
+    REQUEST_ID,
     RequestHead,
+    choose_request_id,
+    log_request_id,
     log_target,
     public_origin,
     raw_path,
@@ -143,7 +146,7 @@ class Forwarder:
     async def __call__(self, scope: Scope, receive: Receive, send: Send, route: Route, matched: int) -> None:
         """Forward the request; `matched` bytes of `raw_path` spelled the route's prefix."""
         started = self.clock()
-        record = _Record()
+        record = _Record(choose_request_id(scope["headers"]) if self.settings.request_id else None)
         target: Address | None = None
         try:
             target = await self._forward(scope, receive, send, record, route, matched)
@@ -152,17 +155,20 @@ class Forwarder:
         finally:
             if self.settings.access_log:
                 elapsed_ms = (self.clock() - started) * 1000
-                _log_access(scope, record.status, route, target, elapsed_ms, self.settings.access_log_format)
+                _log_access(
+                    scope, record.status, route, target, elapsed_ms, record.request_id, self.settings.access_log_format
+                )
 
     async def _fail(self, scope: Scope, send: Send, record: _Record, route: Route, exc: ProxyError) -> None:
+        method, path, tag = scope["method"], log_target(scope), log_request_id(record.request_id)
         if record.started:
-            log.warning("%s %s -> %s: %s; response cut short", scope["method"], log_target(scope), route.label, exc)
+            log.warning("%s %s -> %s: %s; response cut short%s", method, path, route.label, exc, tag)
             return  # ending the response short is all that is left: the server closes the connection
         record.status = outcome(exc).status
         if isinstance(exc, ClientGone):
             return  # the status is for the access log only: nobody is listening
-        log.warning("%s %s -> %s: %s", scope["method"], log_target(scope), route.label, exc)
-        await answer_error(scope, send, exc, route)
+        log.warning("%s %s -> %s: %s%s", method, path, route.label, exc, tag)
+        await answer_error(scope, send, exc, route, record.request_id)
 
     async def _forward(
         self, scope: Scope, receive: Receive, send: Send, record: _Record, route: Route, matched: int
@@ -171,7 +177,8 @@ class Forwarder:
         path = raw[matched:] if route.strip else raw
         if self.follow_redirect is not None:
             path = self.redirects.get(route.prefix, path) or path
-        head = request_head(scope, upstream_target(path, scope["query_string"]), _sent_prefix(route))
+        sent_path = upstream_target(path, scope["query_string"])
+        head = request_head(scope, sent_path, _sent_prefix(route), record.request_id)
         limit = self.settings.max_body_size
         if limit and (head.length or 0) > limit:
             raise BodyTooLarge(f"request body of {head.length} bytes over max_body_size ({limit})")
@@ -291,7 +298,7 @@ class Forwarder:
     ) -> None:
         event = response.event
         conn = response.conn
-        head = response_headers(event.headers)
+        head = response_headers(event.headers, record.request_id)
         idle = route.sse_idle_timeout if head.event_stream else route.idle_timeout
         body = ResponseBody(
             conn, send, self.watchdog, idle=idle, send_timeout=self.settings.send_timeout, release=self.pool.release
@@ -354,11 +361,12 @@ class Forwarder:
 
 
 class _Record:
-    """One request's status (for the access log) and whether its response has started."""
+    """One request's ID (None: request IDs are off), status (for the access log), and whether its response started."""
 
-    __slots__ = ("started", "status")
+    __slots__ = ("request_id", "started", "status")
 
-    def __init__(self) -> None:
+    def __init__(self, request_id: bytes | None) -> None:
+        self.request_id = request_id
         self.started = False
         self.status = 0
 
@@ -377,15 +385,23 @@ async def _discard(conn: UpstreamConnection) -> None:
     await conn.aclose()
 
 
-async def answer_error(scope: Scope, send: Send, exc: ProxyError, route: Route) -> None:
-    """The small JSON answer for a failed request or WebSocket handshake (never a traceback)."""
+async def answer_error(scope: Scope, send: Send, exc: ProxyError, route: Route, request_id: bytes | None) -> None:
+    """The small JSON answer for a failed request or WebSocket handshake (never a traceback).
+
+    With request IDs on, the ID is in the body as well as the header: it is what
+    a user pastes into a bug report, and what finds the request's log lines.
+    """
     result = outcome(exc)
     body: dict[str, object] = {"error": result.error, "route": route.label}
     if result.reason:
         body["reason"] = result.reason
     elif result.status == 400:
         body["detail"] = str(exc)
-    await answer_json(scope, send, result.status, body, [(b"connection", b"close")] if result.status in _CLOSE else [])
+    headers = [(b"connection", b"close")] if result.status in _CLOSE else []
+    if request_id is not None:
+        body["request_id"] = request_id.decode("ascii")
+        headers.append((REQUEST_ID, request_id))
+    await answer_json(scope, send, result.status, body, headers)
 
 
 # After these the client's connection may hold bytes nobody read (a body, a smuggled request): close it.
@@ -393,7 +409,13 @@ _CLOSE = frozenset({400, 408, 413})
 
 
 def _log_access(
-    scope: Scope, status: int, route: Route, target: Address | None, elapsed_ms: float, access_log_format: str
+    scope: Scope,
+    status: int,
+    route: Route,
+    target: Address | None,
+    elapsed_ms: float,
+    request_id: bytes | None,
+    access_log_format: str,
 ) -> None:
-    fields = access_fields(scope, status, route.label, target, elapsed_ms)
+    fields = access_fields(scope, status, route.label, target, elapsed_ms, request_id)
     access_log.info("%s", access_message(scope, fields, access_log_format, time.time()), extra=fields)

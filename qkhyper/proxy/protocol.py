@@ -5,10 +5,16 @@ Framing is always the proxy's own: the client's Content-Length and
 Transfer-Encoding are never copied (RFC 9112 §6.1: a request with both is an
 attack, RELIABILITY §2), and hop-by-hop headers never cross in either
 direction.
+
+Request IDs (README "What crosses the gateway"): the client's X-Request-ID is
+kept only when it is one short value of plain characters, since it ends up in
+log lines, response headers and JSON bodies; otherwise the proxy makes one.
 """
 
 from __future__ import annotations
 
+import os
+import re
 from collections.abc import Iterable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
@@ -53,6 +59,18 @@ WEBSOCKET_OWN = frozenset(
 )
 IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"})
 
+REQUEST_ID = b"x-request-id"
+# nginx's $request_id is 32 hex digits and a UUID 36 characters; 128 leaves room for the
+# prefixed or base64 IDs a proxy in front may set, and no more for a client to fill log lines with.
+REQUEST_ID_MAX = 128
+# Hex, UUIDs, base64 and `svc:host/n` styles, and nothing a log line, a header or a JSON
+# string would have to escape: no space, quote, comma, `;`, `%`, backslash or control byte.
+_SAFE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:@/+=-]{1,%d}" % REQUEST_ID_MAX)
+# With request IDs on, the client's X-Request-ID is not copied: the chosen one goes instead.
+_HTTP_DROPPED_WITH_ID = HOP_BY_HOP | {REQUEST_ID}
+_WEBSOCKET_DROPPED = HOP_BY_HOP | WEBSOCKET_OWN
+_WEBSOCKET_DROPPED_WITH_ID = _WEBSOCKET_DROPPED | {REQUEST_ID}
+
 
 @dataclass(frozen=True, slots=True)
 class RequestHead:
@@ -84,20 +102,54 @@ class RequestHead:
             raise BadRequest(f"cannot forward this request: {exc}") from None
 
 
-def request_head(scope: MutableMapping[str, Any], target: bytes, prefix: str) -> RequestHead:
+def accepted_request_id(headers: Iterable[tuple[bytes, bytes]]) -> bytes | None:
+    """The client's X-Request-ID if it may be used as the request's ID, else None.
+
+    Only one header, of 1 to REQUEST_ID_MAX safe characters: the value is the
+    client's to choose and goes into logs and response headers, so anything
+    else is replaced, never escaped or cut. Two headers (or a comma-joined
+    list) are replaced too: which one the client meant is a guess, and hops
+    that guessed differently would log different IDs for one request.
+    """
+    found: bytes | None = None
+    for name, value in headers:
+        if name == REQUEST_ID:
+            if found is not None:
+                return None
+            found = value
+    if found is None or _SAFE_REQUEST_ID.fullmatch(found) is None:
+        return None
+    return bytes(found)
+
+
+def new_request_id() -> bytes:
+    """32 random hex digits, as nginx's $request_id: unique across workers without coordination."""
+    return os.urandom(16).hex().encode()
+
+
+def choose_request_id(headers: Iterable[tuple[bytes, bytes]]) -> bytes:
+    """The request's ID: the client's, if `accepted_request_id` keeps it, else a new one."""
+    return accepted_request_id(headers) or new_request_id()
+
+
+def request_head(
+    scope: MutableMapping[str, Any], target: bytes, prefix: str, request_id: bytes | None = None
+) -> RequestHead:
     """The upstream request for an HTTP `scope`, with `target` as its path and query.
+
+    `request_id` (None: request IDs are off) replaces the client's X-Request-ID.
 
     Raises:
         BadRequest: both Content-Length and Transfer-Encoding, a bad
             Content-Length, or a duplicate or (on HTTP/1.1) missing Host.
     """
-    client = _ClientHead(scope, HOP_BY_HOP)
+    client = _ClientHead(scope, HOP_BY_HOP if request_id is None else _HTTP_DROPPED_WITH_ID)
     length = client.length
     if client.chunked and length is not None:
         raise BadRequest("both Content-Length and Transfer-Encoding")
     if length is not None and not (length.isdigit() and len(length) < 19):
         raise BadRequest("invalid Content-Length")
-    headers = [(b"host", client.host), *client.headers, *client.forwarded(scope, prefix)]
+    headers = [(b"host", client.host), *client.headers, *client.forwarded(scope, prefix, request_id)]
     size: int | None = 0
     if length is not None:
         size = int(length)
@@ -108,14 +160,17 @@ def request_head(scope: MutableMapping[str, Any], target: bytes, prefix: str) ->
     return RequestHead(scope["method"].encode(), target, headers, size, client.chunked)
 
 
-def websocket_headers(scope: MutableMapping[str, Any], prefix: str) -> tuple[bytes, Headers]:
+def websocket_headers(
+    scope: MutableMapping[str, Any], prefix: str, request_id: bytes | None = None
+) -> tuple[bytes, Headers]:
     """Host and the extra handshake headers for a WebSocket `scope`: the same policy as HTTP.
 
     Raises:
         BadRequest: a duplicate or missing Host.
     """
-    client = _ClientHead(scope, HOP_BY_HOP | WEBSOCKET_OWN)
-    return client.host, [*client.headers, *client.forwarded(scope, prefix)]
+    dropped = _WEBSOCKET_DROPPED if request_id is None else _WEBSOCKET_DROPPED_WITH_ID
+    client = _ClientHead(scope, dropped)
+    return client.host, [*client.headers, *client.forwarded(scope, prefix, request_id)]
 
 
 class _ClientHead:
@@ -153,8 +208,8 @@ class _ClientHead:
             self.headers = [(k, v) for k, v in self.headers if k not in named]
         self.host = _one_host(scope, hosts)
 
-    def forwarded(self, scope: MutableMapping[str, Any], prefix: str) -> Headers:
-        """X-Forwarded-*: For appended to, Proto, Host and Prefix set (the client's own are dropped)."""
+    def forwarded(self, scope: MutableMapping[str, Any], prefix: str, request_id: bytes | None) -> Headers:
+        """X-Forwarded-*: For appended to, Proto, Host and Prefix set (the client's own are dropped); X-Request-ID."""
         client = scope.get("client")
         chain = [*self.chain, str(client[0]).encode() if client else b"unknown"]
         headers = [
@@ -164,6 +219,8 @@ class _ClientHead:
         ]
         if prefix:
             headers.append((b"x-forwarded-prefix", prefix.encode()))
+        if request_id is not None:
+            headers.append((REQUEST_ID, request_id))
         return headers
 
 
@@ -224,6 +281,8 @@ def match_prefix(raw_path: bytes, prefix: bytes) -> int | None:
 # Like nginx, the proxy's own server writes these; the upstream's would be duplicates.
 _SERVER_OWN = frozenset({b"date", b"server"})
 _RESPONSE_DROPPED = (HOP_BY_HOP - {b"content-length"}) | _SERVER_OWN
+# With request IDs on, the client gets the ID the proxy logged and sent upstream, once, never the upstream's.
+_RESPONSE_DROPPED_WITH_ID = _RESPONSE_DROPPED | {REQUEST_ID}
 
 
 @dataclass(slots=True)
@@ -237,13 +296,17 @@ class ResponseHead:
     conflicting: bool = False  # Content-Length and Transfer-Encoding both: a smuggling risk, refused
 
 
-def response_headers(raw: Iterable[tuple[bytes, bytes]]) -> ResponseHead:
-    """Drop hop-by-hop headers (Content-Length is kept, so the server frames by length)."""
+def response_headers(raw: Iterable[tuple[bytes, bytes]], request_id: bytes | None = None) -> ResponseHead:
+    """Drop hop-by-hop headers (Content-Length is kept, so the server frames by length).
+
+    `request_id` (None: request IDs are off) replaces the upstream's X-Request-ID.
+    """
     head = ResponseHead([])
     named: set[bytes] = set()
     accel = chunked = False
+    dropped = _RESPONSE_DROPPED if request_id is None else _RESPONSE_DROPPED_WITH_ID
     for name, value in raw:
-        if name in _RESPONSE_DROPPED:
+        if name in dropped:
             if name == b"connection":
                 named |= {t.strip().lower() for t in value.split(b",")}
             chunked = chunked or name == b"transfer-encoding"
@@ -257,11 +320,13 @@ def response_headers(raw: Iterable[tuple[bytes, bytes]]) -> ResponseHead:
         elif name == b"x-accel-buffering":
             accel = True
         head.headers.append((name, value))
-    if named - _RESPONSE_DROPPED:
+    if named - dropped:
         head.headers = [(k, v) for k, v in head.headers if k not in named]
         head.location = next((i for i, (k, _) in enumerate(head.headers) if k == b"location"), -1)
     if head.event_stream and not accel:
         head.headers.append((b"x-accel-buffering", b"no"))
+    if request_id is not None:
+        head.headers.append((REQUEST_ID, request_id))
     head.conflicting = chunked and head.length is not None
     return head
 
@@ -306,6 +371,14 @@ def log_target(scope: MutableMapping[str, Any]) -> str:
     write lines of its own into the log.
     """
     return raw_path(scope).decode("latin-1").encode("unicode_escape").decode("ascii")
+
+
+def log_request_id(request_id: bytes | None) -> str:
+    """The end of a failure's log line: ` request_id=...`, or nothing with request IDs off.
+
+    Safe to log as it is: `accepted_request_id` let only plain characters through.
+    """
+    return "" if request_id is None else " request_id=" + request_id.decode("ascii")
 
 
 def request_host(scope: MutableMapping[str, Any]) -> bytes:

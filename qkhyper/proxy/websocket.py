@@ -8,6 +8,9 @@
   "websocket.http.response" extension both servers offer: the upstream's own
   refusal (status and body) is relayed, a dead upstream is 502, a malformed
   handshake (a wrong Sec-WebSocket-Accept) 502, a silent one 504.
+- With request IDs on, the handshake upstream carries the request's
+  X-Request-ID and so does the client's 101 (`websocket.accept` headers) or
+  its refusal; the failure log lines name it.
 - Frames the upstream sent in the same packet as its 101 are delivered first:
   wsproto has already parsed them when the handshake completes.
 - Messages over `ws_max_message_size`, either way, close both sides with 1009.
@@ -49,7 +52,16 @@ from .connection import READ_SIZE
 from .errors import BadRequest, MalformedResponse, ProxyError, ResponseHeadTimeout, UpstreamClosed, outcome
 from .forward import Route, answer_error
 from .pool import Clock, Pool
-from .protocol import log_target, raw_path, response_headers, upstream_target, websocket_headers
+from .protocol import (
+    REQUEST_ID,
+    choose_request_id,
+    log_request_id,
+    log_target,
+    raw_path,
+    response_headers,
+    upstream_target,
+    websocket_headers,
+)
 
 log = logging.getLogger("qkhyper.proxy")
 
@@ -67,24 +79,34 @@ class WebSocketProxy:
     """Forwards WebSocket sessions of one route set: connect, handshake, then the bridge."""
 
     def __init__(
-        self, pool: Pool, *, read_timeout: float, send_timeout: float, max_message: int, clock: Clock = time.monotonic
+        self,
+        pool: Pool,
+        *,
+        read_timeout: float,
+        send_timeout: float,
+        max_message: int,
+        request_id: bool,
+        clock: Clock = time.monotonic,
     ) -> None:
         self.pool = pool
         self.read_timeout = read_timeout
         self.send_timeout = send_timeout
         self.max_message = max_message
+        self.request_id = request_id  # the `request_id` setting: keep or make one, send it, log it
         self.clock = clock
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send, route: Route, matched: int) -> None:
         await receive()  # websocket.connect
         raw = raw_path(scope)
         path = upstream_target(raw[matched:] if route.strip else raw, scope.get("query_string", b""))
+        request_id = choose_request_id(scope["headers"]) if self.request_id else None
+        tag = log_request_id(request_id)
         try:
-            host, headers = websocket_headers(scope, route.prefix if route.strip else "")
+            host, headers = websocket_headers(scope, route.prefix if route.strip else "", request_id)
             stream = await self._connect(route)
         except ProxyError as exc:
-            log.warning("websocket %s -> %s: %s", log_target(scope), route.label, exc)
-            await deny(scope, send, exc, route)
+            log.warning("websocket %s -> %s: %s%s", log_target(scope), route.label, exc, tag)
+            await deny(scope, send, exc, route, request_id)
             return
         try:
             ws = WSConnection(ConnectionType.CLIENT)
@@ -98,17 +120,19 @@ class WebSocketProxy:
                 await stream.send(_handshake_bytes(ws, request))
                 answer = await self._handshake(stream, ws)
             except ProxyError as exc:
-                log.warning("websocket %s -> %s: %s", log_target(scope), route.label, exc)
-                await deny(scope, send, exc, route)
+                log.warning("websocket %s -> %s: %s%s", log_target(scope), route.label, exc, tag)
+                await deny(scope, send, exc, route, request_id)
                 return
             if isinstance(answer, RejectConnection):
-                log.info(
-                    "websocket %s -> %s: upstream refused with %d", log_target(scope), route.label, answer.status_code
-                )
-                await self._relay_refusal(scope, send, stream, ws, answer)
+                status = answer.status_code
+                log.info("websocket %s -> %s: upstream refused with %d%s", log_target(scope), route.label, status, tag)
+                await self._relay_refusal(scope, send, stream, ws, answer, request_id)
                 return
-            await send({"type": "websocket.accept", "subprotocol": answer.subprotocol})
-            await Bridge(receive, send, stream, ws, self.max_message, self.send_timeout).run()
+            accept: AsgiMessage = {"type": "websocket.accept", "subprotocol": answer.subprotocol}
+            if request_id is not None:
+                accept["headers"] = [(REQUEST_ID, request_id)]  # the server adds them to its 101 (ASGI spec 2.1)
+            await send(accept)
+            await Bridge(receive, send, stream, ws, self.max_message, self.send_timeout, tag).run()
         finally:
             with anyio.CancelScope(shield=True):
                 await stream.aclose()
@@ -143,13 +167,19 @@ class WebSocketProxy:
         raise ResponseHeadTimeout(f"no handshake answer within {self.read_timeout:g} s")
 
     async def _relay_refusal(
-        self, scope: Scope, send: Send, stream: NetworkStream, ws: WSConnection, answer: RejectConnection
+        self,
+        scope: Scope,
+        send: Send,
+        stream: NetworkStream,
+        ws: WSConnection,
+        answer: RejectConnection,
+        request_id: bytes | None,
     ) -> None:
         """Pass the upstream's own HTTP answer on (a 403, a 404), body included."""
         if not _can_deny(scope):
             await send({"type": "websocket.close", "code": 1008})
             return
-        headers = response_headers(answer.headers).headers
+        headers = response_headers(answer.headers, request_id).headers
         await send({"type": "websocket.http.response.start", "status": answer.status_code, "headers": headers})
         finished = not answer.has_body
         with anyio.move_on_after(self.read_timeout):
@@ -186,13 +216,13 @@ def _can_deny(scope: Scope) -> bool:
     return "websocket.http.response" in (scope.get("extensions") or {})
 
 
-async def deny(scope: Scope, send: Send, exc: ProxyError, route: Route) -> None:
+async def deny(scope: Scope, send: Send, exc: ProxyError, route: Route, request_id: bytes | None) -> None:
     """Refuse a WebSocket as the HTTP error the same failure gets on a plain request."""
     if not _can_deny(scope):  # without the extension a close is all there is: 1011 unless it was the client's fault
         await send({"type": "websocket.close", "code": 1008 if outcome(exc).status == 400 else 1011})
         return
 
-    await answer_error(scope, send, exc, route)
+    await answer_error(scope, send, exc, route, request_id)
 
 
 class _Stuck(Exception):
@@ -219,6 +249,7 @@ class Bridge:
         ws: WSConnection,
         max_message: int,
         send_timeout: float,
+        tag: str = "",
     ) -> None:
         self.receive = receive
         self.send = send
@@ -226,6 +257,7 @@ class Bridge:
         self.ws = ws
         self.max_message = max_message
         self.send_timeout = send_timeout or math.inf
+        self.tag = tag  # ends the session's log lines: ` request_id=...` (protocol.log_request_id)
         self.client_gone = False
 
     async def run(self) -> None:
@@ -259,7 +291,7 @@ class Bridge:
             await self._end_stuck(stuck)
 
     async def _end_stuck(self, stuck: _Stuck) -> None:
-        log.warning("websocket: %s; closing the session", stuck)
+        log.warning("websocket: %s; closing the session%s", stuck, self.tag)
         with anyio.move_on_after(CLOSE_TIMEOUT):
             if stuck.upstream:
                 await self._to_client({"type": "websocket.close", "code": 1011, "reason": "upstream not reading"})
@@ -317,7 +349,7 @@ class Bridge:
             except ConnectionError:
                 chunk = b""
             except ProtocolError as exc:
-                log.warning("websocket: upstream broke the protocol: %s", exc)
+                log.warning("websocket: upstream broke the protocol: %s%s", exc, self.tag)
                 return 1011, "upstream broke the WebSocket protocol"
             if not chunk:
                 return 1011, "upstream connection lost"

@@ -138,6 +138,14 @@ async def ws_scope(websocket: WebSocket) -> None:
     await websocket.close()
 
 
+async def ws_headers(websocket: WebSocket) -> None:
+    """The handshake headers the app got, as [name, value] pairs."""
+    await websocket.accept()
+    headers = [[k.decode("latin-1"), v.decode("latin-1")] for k, v in websocket.scope["headers"]]
+    await websocket.send_json({"headers": headers})
+    await websocket.close()
+
+
 async def ws_big(websocket: WebSocket) -> None:
     """Sends one message of `size` bytes, then waits for the client to close."""
     await websocket.accept()
@@ -181,6 +189,7 @@ app = Starlette(
         Route("/openapi.json", big_openapi),
         WebSocketRoute("/ws", ws_echo),
         WebSocketRoute("/ws-scope", ws_scope),
+        WebSocketRoute("/ws-headers", ws_headers),
         WebSocketRoute("/ws-big", ws_big),
     ]
 )

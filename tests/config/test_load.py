@@ -178,9 +178,23 @@ def test_proxy_settings_are_one_table_in_gateway_and_static(tmp_path: Path) -> N
     assert (static.read_timeout, static.client_body_timeout, static.sse_idle_timeout) == (7.0, 9.0, 0.0)
 
 
+def test_request_id_is_on_by_default_and_set_per_table(tmp_path: Path) -> None:
+    settings = load(write(tmp_path, APPS))
+    assert settings.qkhyper.gateway.request_id is True and settings.qkhyper.static.request_id is True
+    settings = load(write(tmp_path, APPS + "[qkhyper.gateway]\nrequest_id = false\n"))
+    assert settings.qkhyper.gateway.request_id is False and settings.qkhyper.static.request_id is True
+    settings = load(write(tmp_path, APPS), {"QKHYPER_STATIC_REQUEST_ID": "off", "QKHYPER_GATEWAY_REQUEST_ID": "no"})
+    assert settings.qkhyper.gateway.request_id is False and settings.qkhyper.static.request_id is False
+    with pytest.raises(ConfigError, match="QKHYPER_GATEWAY_REQUEST_ID must be true or false, got 'maybe'"):
+        load(write(tmp_path, APPS), {"QKHYPER_GATEWAY_REQUEST_ID": "maybe"})
+
+
 @pytest.mark.parametrize(
     ("line", "message"),
     [
+        ("request_id = 1", "qkhyper.gateway.request_id must be true or false, got 1"),
+        ('request_id = "true"', "qkhyper.gateway.request_id must be true or false, got 'true'"),
+        ("request_ids = true", "unknown key 'request_ids' in [qkhyper.gateway] (did you mean 'request_id'?)"),
         ("read_timeout = 0", "qkhyper.gateway.read_timeout must be positive, got 0"),
         ("connect_timeout = -1", "qkhyper.gateway.connect_timeout must be positive, got -1"),
         ("upstream_idle_timeout = -1", "qkhyper.gateway.upstream_idle_timeout must be 0 or more, got -1"),

@@ -58,7 +58,12 @@ def test_stalled_upstream_is_504(stack: StackFactory) -> None:
         s = stack(("--upstream", f"stall:127.0.0.1:{port}", "--read-timeout", "1"))
         response = get(f"{s.url}/stall/x")
     assert response.status_code == 504
-    assert response.json() == {"error": "gateway timeout", "route": "/stall", "reason": "upstream timed out"}
+    assert response.json() == {
+        "error": "gateway timeout",
+        "route": "/stall",
+        "reason": "upstream timed out",
+        "request_id": response.headers["x-request-id"],
+    }
 
 
 @pytest.mark.parametrize(

@@ -135,7 +135,12 @@ def test_errors_are_json_and_never_tracebacks(stack: StackFactory) -> None:
     s = stack(("--upstream", f"dead:127.0.0.1:{dead}"))
     response = get(f"{s.url}/dead/x")
     assert response.status_code == 502
-    assert response.json() == {"error": "bad gateway", "route": "/dead", "reason": "upstream refused the connection"}
+    assert response.json() == {
+        "error": "bad gateway",
+        "route": "/dead",
+        "reason": "upstream refused the connection",
+        "request_id": response.headers["x-request-id"],
+    }
     s.gateway.wait_for(r"GET /dead/x -> /dead: connect to 127.0.0.1:\d+ failed")
 
 
@@ -167,6 +172,8 @@ def test_max_body_size_and_cors(stack: StackFactory) -> None:
         headers={"Origin": "http://app.example", "Access-Control-Request-Method": "POST"},
     )
     assert preflight.headers["access-control-allow-origin"] == "http://app.example"
+    cross = httpx.get(f"{s.url}/up/echo", headers={"Origin": "http://app.example"})
+    assert cross.headers["access-control-expose-headers"] == "X-Request-ID"  # a page may read it
 
 
 def test_gateway_workers_and_graceful_stop(stack: StackFactory) -> None:
@@ -180,7 +187,7 @@ def test_gateway_workers_and_graceful_stop(stack: StackFactory) -> None:
 def test_access_log(stack: StackFactory) -> None:
     s = stack(("--access-log",))
     get(f"{s.url}/up/echo")
-    line = rf'"GET /up/echo HTTP/1.1" 200 - "-" "python-httpx/[^"]+" /up 127.0.0.1:{s.upstream_port} [\d.]+ms$'
+    line = rf'"GET /up/echo HTTP/1.1" 200 - "-" "python-httpx/[^"]+" /up 127.0.0.1:{s.upstream_port} [\d.]+ms [0-9a-f]{{32}}$'
     s.gateway.wait_for(r"^gateway \| \d+\.\d+\.\d+\.\d+ - - \[[^]]+\] " + line)
 
 

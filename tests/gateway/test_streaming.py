@@ -115,6 +115,7 @@ def test_websocket_to_dead_upstream_is_502_json(stack: StackFactory, backend: st
         "error": "bad gateway",
         "route": "/dead",
         "reason": "upstream refused the connection",
+        "request_id": response.headers["x-request-id"],
     }
 
 

@@ -23,7 +23,9 @@ def test_fields() -> None:
         "route": "/up",
         "upstream": "up.test:9000",
         "duration_ms": 250.0,
+        "request_id": None,  # request IDs off
     }
+    assert access_fields(scope, 201, "/up", None, 1.0, b"req-1")["request_id"] == "req-1"
     no_target = access_fields({**scope, "client": None}, 502, "fallback", None, 0.0)
     assert no_target["upstream"] is None and no_target["client"] == "-"
 
@@ -35,20 +37,20 @@ def test_fields() -> None:
             [],
             b"/up/items",
             '192.0.2.7 - - [27/Nov/2026:10:41:00 +0000] "PUT /up/items HTTP/1.1" 201 - "-" "-"'
-            " /up up.test:9000 250.0ms",
+            " /up up.test:9000 250.0ms -",
         ),
         (
             [(b"referer", b"https://app.example/"), (b"user-agent", b"curl/8.5.0")],
             b"/up/items",
             '192.0.2.7 - - [27/Nov/2026:10:41:00 +0000] "PUT /up/items HTTP/1.1" 201 - "https://app.example/"'
-            ' "curl/8.5.0" /up up.test:9000 250.0ms',
+            ' "curl/8.5.0" /up up.test:9000 250.0ms -',
         ),
         # A client's quotes, line breaks and bytes cannot end a field or start a line of their own.
         (
             [(b"user-agent", b'x" 200 "evil'), (b"referer", b"\xff\\")],
             b'/up/a"b%0a\nc',
             '192.0.2.7 - - [27/Nov/2026:10:41:00 +0000] "PUT /up/a\\x22b%0a\\nc HTTP/1.1" 201 - "\\xff\\\\"'
-            ' "x\\x22 200 \\x22evil" /up up.test:9000 250.0ms',
+            ' "x\\x22 200 \\x22evil" /up up.test:9000 250.0ms -',
         ),
     ],
 )
@@ -64,5 +66,7 @@ def test_message_by_access_log_format() -> None:
     scope = http_scope("/up/a\nb")
     fields = access_fields(scope, 200, "/up", None, 1.0)
     assert access_message(scope, fields, "json", NOW) == "GET /up/a\\nb 200"
-    assert access_message(scope, fields, "combined", NOW).endswith('"GET /up/a\\nb HTTP/1.1" 200 - "-" "-" /up - 1.0ms')
+    assert access_message(scope, fields, "combined", NOW).endswith(
+        '"GET /up/a\\nb HTTP/1.1" 200 - "-" "-" /up - 1.0ms -'
+    )
     assert json.loads(dumps(fields))["path"] == "/up/a\\nb"  # log_target's escaping, then JSON's

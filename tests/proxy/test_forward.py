@@ -42,6 +42,8 @@ from tests.proxy.harness import (
 
 pytestmark = pytest.mark.anyio
 
+WITH_ID = [(b"host", b"gw.test"), (b"x-request-id", b"req-1")]
+
 
 async def test_request_and_response_cross() -> None:
     stream = MockStream([response(200, b"hello", [("X-Up", "1"), ("Connection", "x-up")])])
@@ -229,9 +231,10 @@ async def test_connect_refused_is_502() -> None:
     core, _backend = make_core([ConnectionRefusedError(111, "Connection refused")])
     client = Client()
     await call(core, http_scope(), client)
+    rid = client.headers[b"x-request-id"].decode()
     assert (client.status, client.json) == (
         502,
-        {"error": "bad gateway", "route": "/up", "reason": "upstream refused the connection"},
+        {"error": "bad gateway", "route": "/up", "reason": "upstream refused the connection", "request_id": rid},
     )
     assert b"connection" not in client.headers  # only a client's own mistakes close its connection
 
@@ -251,7 +254,13 @@ async def test_response_head_timeout_is_504_and_closes_the_connection() -> None:
     client = Client()
     start = trio.current_time()
     await call(core, http_scope(), client)
-    assert client.json == {"error": "gateway timeout", "route": "/up", "reason": "upstream timed out"}
+    rid = client.headers[b"x-request-id"].decode()
+    assert client.json == {
+        "error": "gateway timeout",
+        "route": "/up",
+        "reason": "upstream timed out",
+        "request_id": rid,
+    }
     assert 60.0 <= trio.current_time() - start <= 60.5  # the watchdog ticks every 0.25 s
     assert stream.closed
     assert_no_leak(core, backend)
@@ -640,22 +649,24 @@ async def test_access_log_line(caplog: pytest.LogCaptureFixture) -> None:
                 return await super().receive(max_bytes)
 
         core.pool.backend.streams[0] = Slow([response(201, b"x")])  # type: ignore[attr-defined]
-        await call(core, http_scope("/up/items", method="PUT"), client)
+        await call(core, http_scope("/up/items", method="PUT", headers=WITH_ID), client)
     [record] = caplog.records
     assert (
         untimed(record.getMessage())
-        == '192.0.2.7 - - [T] "PUT /up/items HTTP/1.1" 201 - "-" "-" /up up.test:9000 250.0ms'
+        == '192.0.2.7 - - [T] "PUT /up/items HTTP/1.1" 201 - "-" "-" /up up.test:9000 250.0ms req-1'
     )
-    assert [getattr(record, key) for key in ("route", "upstream", "duration_ms")] == ["/up", "up.test:9000", 250.0]
+    fields = ("route", "upstream", "duration_ms", "request_id")
+    assert [getattr(record, key) for key in fields] == ["/up", "up.test:9000", 250.0, "req-1"]
 
 
 async def test_access_log_json_style(caplog: pytest.LogCaptureFixture) -> None:
     core, _ = make_core([MockStream([response(201, b"x")])], settings(access_log=True, access_log_format="json"))
     with caplog.at_level(logging.INFO, "qkhyper.access"):
-        await call(core, http_scope("/up/items", method="PUT"), Client())
+        await call(core, http_scope("/up/items", method="PUT", headers=WITH_ID), Client())
     [record] = caplog.records
     assert record.getMessage() == "PUT /up/items 201"
-    fields = {key: getattr(record, key) for key in ("client", "method", "path", "status", "route", "upstream")}
+    keys = ("client", "method", "path", "status", "route", "upstream", "request_id")
+    fields = {key: getattr(record, key) for key in keys}
     assert fields == {
         "client": "192.0.2.7",
         "method": "PUT",
@@ -663,6 +674,7 @@ async def test_access_log_json_style(caplog: pytest.LogCaptureFixture) -> None:
         "status": 201,
         "route": "/up",
         "upstream": "up.test:9000",
+        "request_id": "req-1",
     }
 
 
@@ -672,7 +684,8 @@ def untimed(line: str) -> str:
 
 
 async def test_access_log_of_a_failure_and_of_a_client_that_left(caplog: pytest.LogCaptureFixture) -> None:
-    core, _ = make_core([ConnectionRefusedError(111, "refused"), MockStream([HANG])], settings(access_log=True))
+    streams = [ConnectionRefusedError(111, "refused"), MockStream([HANG])]
+    core, _ = make_core(streams, settings(access_log=True, request_id=False))
     gone = Client()
     gone.messages = [{"type": "http.request", "body": b""}]
     with caplog.at_level(logging.INFO, "qkhyper.access"):
@@ -686,8 +699,8 @@ async def test_access_log_of_a_failure_and_of_a_client_that_left(caplog: pytest.
             nursery.start_soon(leave)
             await core.handle(http_scope(), gone.receive, gone.send, route(core), 3)
     lines = [r.getMessage() for r in caplog.records if r.name == "qkhyper.access"]
-    assert untimed(lines[0]) == '192.0.2.7 - - [T] "GET /up/x HTTP/1.1" 502 - "-" "-" /up - 0.0ms'
-    assert untimed(lines[1]) == '192.0.2.7 - - [T] "GET /up/x HTTP/1.1" 499 - "-" "-" /up - 2000.0ms'
+    assert untimed(lines[0]) == '192.0.2.7 - - [T] "GET /up/x HTTP/1.1" 502 - "-" "-" /up - 0.0ms -'  # IDs off
+    assert untimed(lines[1]) == '192.0.2.7 - - [T] "GET /up/x HTTP/1.1" 499 - "-" "-" /up - 2000.0ms -'
 
 
 async def test_failure_and_retry_log_lines(caplog: pytest.LogCaptureFixture) -> None:
@@ -697,12 +710,12 @@ async def test_failure_and_retry_log_lines(caplog: pytest.LogCaptureFixture) -> 
         await call(core, http_scope(), Client())
         await call(core, http_scope(), Client())  # retried
         await trio.sleep(5)  # the pooled connection expires
-        await call(core, http_scope("/up/gone"), Client())
+        await call(core, http_scope("/up/gone", headers=WITH_ID), Client())
     messages = [r.getMessage() for r in caplog.records]
     assert messages == [
         "up.test:9000 closed a pooled connection (upstream closed the connection without a response);"
         " retrying on a new one",
-        "GET /up/gone -> /up: connect to up.test:9000 failed: Connection refused",
+        "GET /up/gone -> /up: connect to up.test:9000 failed: Connection refused request_id=req-1",
     ]
 
 
@@ -718,10 +731,10 @@ async def test_skipped_target_log_line(caplog: pytest.LogCaptureFixture) -> None
 async def test_cut_short_log_line(caplog: pytest.LogCaptureFixture) -> None:
     core, _ = make_core([MockStream([response(200, b"abcdef")[:-3], b""])])
     with caplog.at_level(logging.WARNING, "qkhyper.proxy"):
-        await call(core, http_scope(), Client())
+        await call(core, http_scope(headers=WITH_ID), Client())
     (message,) = [r.getMessage() for r in caplog.records]
     assert message.startswith("GET /up/x -> /up: upstream closed in the middle of the body (")
-    assert message.endswith("); response cut short")
+    assert message.endswith("); response cut short request_id=req-1")
 
 
 # --- paths, Location and limits ----------------------------------------------------------------
@@ -839,19 +852,21 @@ async def test_413_and_conflicting_framing_are_logged_with_their_reason(caplog: 
     cl_te = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
     core, _ = make_core([MockStream([cl_te])], settings(max_body_size=4))
     with caplog.at_level(logging.WARNING, "qkhyper.proxy"):
-        await call(core, http_scope(method="POST", headers=[(b"host", b"h"), (b"content-length", b"5")]), Client())
-        await call(core, http_scope(), Client())
+        await call(core, http_scope(method="POST", headers=[*WITH_ID, (b"content-length", b"5")]), Client())
+        await call(core, http_scope(headers=WITH_ID), Client())
     assert [r.getMessage() for r in caplog.records] == [
-        "POST /up/x -> /up: request body of 5 bytes over max_body_size (4)",
-        "GET /up/x -> /up: upstream response has both Content-Length and Transfer-Encoding",
+        "POST /up/x -> /up: request body of 5 bytes over max_body_size (4) request_id=req-1",
+        "GET /up/x -> /up: upstream response has both Content-Length and Transfer-Encoding request_id=req-1",
     ]
 
 
 async def test_head_timeout_log_line(caplog: pytest.LogCaptureFixture) -> None:
     core, _ = make_core([MockStream([HANG])], settings(read_timeout=7.0))
     with caplog.at_level(logging.WARNING, "qkhyper.proxy"):
-        await call(core, http_scope(), Client())
-    assert [r.getMessage() for r in caplog.records] == ["GET /up/x -> /up: no response head within 7 s"]
+        await call(core, http_scope(headers=WITH_ID), Client())
+    assert [r.getMessage() for r in caplog.records] == [
+        "GET /up/x -> /up: no response head within 7 s request_id=req-1"
+    ]
 
 
 async def test_client_leaving_during_a_followed_redirect_is_noticed() -> None:
@@ -1060,3 +1075,114 @@ async def test_a_reset_during_the_upload_without_an_answer_stays_a_502() -> None
     await call(core, scope, client)
     assert client.status == 502 and client.json["reason"] == "upstream closed the connection"
     assert_no_leak(core, backend)
+
+
+# --- request IDs and trace context ---------------------------------------------------------------
+
+HEX_ID = re.compile(rb"[0-9a-f]{32}")
+TRACE = [
+    (b"traceparent", b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+    (b"tracestate", b"congo=t61rcWkgMzE,rojo=00f067aa0ba902b7"),
+]
+
+
+def upstream_ids(written: bytes) -> list[bytes]:
+    """The X-Request-ID values of the request head the proxy wrote upstream."""
+    return re.findall(rb"(?im)^x-request-id: ([^\r\n]*)", written.split(b"\r\n\r\n")[0])
+
+
+async def test_a_clients_request_id_goes_upstream_back_and_into_the_log(caplog: pytest.LogCaptureFixture) -> None:
+    reply = response(200, b"ok", [("X-Request-ID", "the-upstreams-own"), ("Traceparent", "00-ab-cd-01")])
+    stream = MockStream([reply])
+    core, backend = make_core([stream], settings(access_log=True))
+    client = Client()
+    with caplog.at_level(logging.INFO, "qkhyper.access"):
+        await call(core, http_scope(headers=[*WITH_ID, *TRACE]), client)
+    assert upstream_ids(stream.written) == [b"req-1"]
+    for name, value in TRACE:  # trace context passes unchanged
+        assert b"\r\n" + name + b": " + value + b"\r\n" in stream.written
+    assert [v for k, v in client.sent[0]["headers"] if k == b"x-request-id"] == [b"req-1"]  # the upstream's replaced
+    assert client.headers[b"traceparent"] == b"00-ab-cd-01"
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert re.fullmatch(
+        r'192\.0\.2\.7 - - \[.*\] "GET /up/x HTTP/1\.1" 200 .* /up up\.test:9000 [\d.]+ms req-1', line
+    ), line
+    assert_no_leak(core, backend)
+
+
+@pytest.mark.parametrize(
+    "sent",
+    [
+        [],
+        [(b"x-request-id", b"has space")],
+        [(b"x-request-id", b"\x1b[31mred")],
+        [(b"x-request-id", b"a" * 129)],
+        [(b"x-request-id", b"one"), (b"x-request-id", b"two")],
+    ],
+    ids=["none", "space", "escape", "long", "twice"],
+)
+async def test_a_missing_or_hostile_request_id_is_replaced(
+    sent: list[tuple[bytes, bytes]], caplog: pytest.LogCaptureFixture
+) -> None:
+    stream = MockStream([response()])
+    core, _ = make_core([stream], settings(access_log=True))
+    client = Client()
+    with caplog.at_level(logging.INFO, "qkhyper.access"):
+        await call(core, http_scope(headers=[(b"host", b"gw.test"), *sent]), client)
+    (chosen,) = upstream_ids(stream.written)
+    assert HEX_ID.fullmatch(chosen) and client.headers[b"x-request-id"] == chosen
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert line.endswith(" " + chosen.decode())
+    for _, value in sent:
+        assert value not in stream.written and value.decode("latin-1") not in line
+
+
+async def test_each_request_gets_its_own_id() -> None:
+    core, _ = make_core([MockStream([response(), response()])])
+    first, second = Client(), Client()
+    await call(core, http_scope(), first)
+    await call(core, http_scope(), second)
+    assert first.headers[b"x-request-id"] != second.headers[b"x-request-id"]
+
+
+async def test_the_proxys_own_answers_carry_the_request_id(caplog: pytest.LogCaptureFixture) -> None:
+    core, backend = make_core([ConnectionRefusedError(111, "Connection refused")])
+    refused, bad = Client(), Client()
+    with caplog.at_level(logging.WARNING, "qkhyper.proxy"):
+        await call(core, http_scope(), refused)
+        await call(core, http_scope(headers=[*WITH_ID, (b"host", b"other")]), bad)  # 400 before any connection
+    rid = refused.headers[b"x-request-id"]
+    assert HEX_ID.fullmatch(rid) and refused.json["request_id"] == rid.decode()
+    assert (bad.status, bad.headers[b"x-request-id"], bad.json["request_id"]) == (400, b"req-1", "req-1")
+    assert [r.getMessage() for r in caplog.records] == [
+        f"GET /up/x -> /up: connect to up.test:9000 failed: Connection refused request_id={rid.decode()}",
+        "GET /up/x -> /up: more than one Host header request_id=req-1",
+    ]
+    assert backend.connects == [TARGET]
+
+
+async def test_a_followed_redirect_asks_again_with_the_same_id() -> None:
+    redirect = MockStream([response(307, b"", [("Location", "/items/")])])
+    final = MockStream([response(200, b"[]")])
+    core, _ = make_core([redirect, final], follow_redirect=lambda r, p, e: b"/items/" if e.status_code == 307 else None)
+    client = Client()
+    await call(core, http_scope("/up/items", headers=WITH_ID), client)
+    assert upstream_ids(redirect.written) == upstream_ids(final.written) == [b"req-1"]
+    assert client.headers[b"x-request-id"] == b"req-1"
+
+
+async def test_request_ids_off_change_nothing(caplog: pytest.LogCaptureFixture) -> None:
+    """`request_id = false`: the header crosses both ways like any other, and none is made or added."""
+    stream = MockStream([response(200, b"ok", [("X-Request-ID", "up-1")])])
+    core, _ = make_core([stream], settings(request_id=False))
+    dead, _ = make_core([ConnectionRefusedError(111, "Connection refused")], settings(request_id=False))
+    client, refused = Client(), Client()
+    with caplog.at_level(logging.WARNING, "qkhyper.proxy"):
+        await call(core, http_scope(headers=[*WITH_ID, (b"x-request-id", b"a b")]), client)
+        await call(dead, http_scope(), refused)
+    assert upstream_ids(stream.written) == [b"req-1", b"a b"]
+    assert [v for k, v in client.sent[0]["headers"] if k == b"x-request-id"] == [b"up-1"]
+    assert b"x-request-id" not in refused.headers and "request_id" not in refused.json
+    assert [r.getMessage() for r in caplog.records] == [
+        "GET /up/x -> /up: connect to up.test:9000 failed: Connection refused"
+    ]

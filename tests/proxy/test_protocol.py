@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from qkhyper.asgi.types import Scope
 from qkhyper.proxy.errors import BadRequest
 from qkhyper.proxy.pool import Upstreams
 from qkhyper.proxy.protocol import (
+    REQUEST_ID_MAX,
+    accepted_request_id,
+    choose_request_id,
+    log_request_id,
     log_target,
     match_prefix,
     request_head,
@@ -234,3 +240,92 @@ def test_log_lines_get_the_path_as_sent_and_printable(raw: bytes | None, path: s
         the_scope["raw_path"] = raw
     assert log_target(the_scope) == logged
     assert "\n" not in log_target(the_scope)
+
+
+# --- request IDs ---------------------------------------------------------------------------------
+
+RID = (b"x-request-id", b"req-1")
+TRACE = [
+    (b"traceparent", b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+    (b"tracestate", b"congo=t61rcWkgMzE,rojo=00f067aa0ba902b7"),
+]
+
+
+@pytest.mark.parametrize(
+    ("values", "kept"),
+    [
+        ([b"req-1"], b"req-1"),
+        ([b"4bf92f3577b34da6a3ce929d0e0e4736"], b"4bf92f3577b34da6a3ce929d0e0e4736"),  # nginx's $request_id
+        ([b"0f8fad5b-d9cb-469f-a165-70867728950e"], b"0f8fad5b-d9cb-469f-a165-70867728950e"),  # a UUID
+        ([b"svc.a:host@zone/7+AbC=="], b"svc.a:host@zone/7+AbC=="),  # every allowed punctuation mark
+        ([b"a" * REQUEST_ID_MAX], b"a" * REQUEST_ID_MAX),
+        ([b"a" * (REQUEST_ID_MAX + 1)], None),  # too long: replaced, never cut
+        ([b""], None),
+        ([b"a b"], None),
+        ([b"a,b"], None),  # a list joined by a proxy: which one?
+        ([b"a\nFAKE log line"], None),
+        ([b"a\r\nSet-Cookie: x=1"], None),
+        ([b"ok\x00"], None),
+        ([b"ok\n"], None),  # `$` would match before a final newline; fullmatch does not
+        ([b'"quoted"'], None),
+        ([b"<script>"], None),
+        ([b"%0a"], None),
+        ([b"a;b"], None),
+        ([b"a\\b"], None),
+        (["é".encode()], None),
+        ([b"\xff"], None),
+        ([b"same", b"same"], None),  # two headers: ambiguous, whatever they say
+        ([b"first", b"second"], None),
+        ([b"bad id", b"good"], None),
+        ([], None),
+    ],
+)
+def test_which_client_request_ids_are_kept(values: list[bytes], kept: bytes | None) -> None:
+    headers = [HOST, *((b"x-request-id", v) for v in values), (b"x-other", b"1")]
+    assert accepted_request_id(headers) == kept
+    chosen = choose_request_id(headers)
+    if kept is None:
+        assert re.fullmatch(rb"[0-9a-f]{32}", chosen), chosen
+    else:
+        assert chosen == kept
+
+
+def test_new_request_ids_differ() -> None:
+    assert len({choose_request_id([]) for _ in range(100)}) == 100
+
+
+def test_request_id_replaces_the_clients_upstream_and_trace_context_passes() -> None:
+    head = request_head(scope(HOST, (b"x-request-id", b"spoof ed"), *TRACE, *SPOOFED), b"/", "/users", b"chosen")
+    assert head.headers == [HOST, *TRACE, *FORWARDED, (b"x-request-id", b"chosen")]
+    _, headers = websocket_headers(scope(HOST, RID, *TRACE, *SPOOFED, scheme="ws"), "/users", b"req-1")
+    assert headers == [*TRACE, *FORWARDED, RID]
+
+
+def test_request_ids_off_leave_the_header_alone() -> None:
+    """`request_id = false`: X-Request-ID crosses both ways like any other end-to-end header."""
+    head = request_head(scope(HOST, (b"x-request-id", b"a b"), (b"x-request-id", b"c"), *TRACE), b"/", "")
+    assert head.headers[1:5] == [(b"x-request-id", b"a b"), (b"x-request-id", b"c"), *TRACE]
+    _, headers = websocket_headers(scope(HOST, RID, scheme="ws"), "")
+    assert headers[0] == RID
+    assert response_headers([(b"x-request-id", b"up")]).headers == [(b"x-request-id", b"up")]
+
+
+def test_the_client_gets_the_proxys_request_id_once() -> None:
+    head = response_headers(
+        [
+            (b"x-request-id", b"the-upstreams"),
+            (b"location", b"/next"),
+            (b"x-request-id", b"another"),
+            (b"connection", b"x-request-id, x-hop"),
+            (b"x-hop", b"1"),
+            *TRACE,
+        ],
+        b"req-1",
+    )
+    assert head.headers == [(b"location", b"/next"), *TRACE, RID]
+    assert head.location == 0
+
+
+def test_failure_log_lines_end_with_the_request_id() -> None:
+    assert log_request_id(b"req-1") == " request_id=req-1"
+    assert log_request_id(None) == ""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import re
 import struct
 
 import pytest
@@ -123,7 +125,7 @@ async def test_handshake_headers_follow_the_http_policy() -> None:
     await call(core, ws_scope(headers=headers), Client([CONNECT]))
     head = stream.written.split(b"\r\n\r\n")[0].lower()
     assert b"x-forwarded-host: gw.test\r\n" in head and b"evil" not in head
-    assert b"x-forwarded-proto: http\r\n" in head and head.endswith(b"x-forwarded-prefix: /up")
+    assert b"x-forwarded-proto: http\r\n" in head and b"\r\nx-forwarded-prefix: /up\r\n" in head
     assert head.startswith(b"get /ws http/1.1\r\n")
 
 
@@ -272,3 +274,68 @@ async def test_a_client_gone_while_sending_is_no_traceback() -> None:
     core, _backend = make_core([stream])
     await call(core, ws_scope(), GoneClient([CONNECT]))
     assert stream.closed
+
+
+# --- request IDs -----------------------------------------------------------------------------------
+
+
+def handshake_ids(written: bytes) -> list[bytes]:
+    return re.findall(rb"(?im)^x-request-id: ([^\r\n]*)", written.split(b"\r\n\r\n")[0])
+
+
+@pytest.mark.parametrize(
+    ("sent", "kept"),
+    [([(b"x-request-id", b"ws-1")], True), ([(b"x-request-id", b"bad id")], False), ([], False)],
+    ids=["kept", "hostile", "none"],
+)
+async def test_handshake_and_101_carry_the_request_id(sent: list[tuple[bytes, bytes]], kept: bool) -> None:
+    trace = (b"traceparent", b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+    stream = MockStream([lambda w: ws_accept(w, close_frame(1000)), HANG])
+    core, _backend = make_core([stream])
+    client = Client([CONNECT])
+    await call(core, ws_scope(headers=[(b"host", b"gw.test"), *sent, trace]), client)
+    (chosen,) = handshake_ids(stream.written)
+    if kept:
+        assert chosen == b"ws-1"
+    else:
+        assert re.fullmatch(rb"[0-9a-f]{32}", chosen), chosen
+    assert b"\r\ntraceparent: " + trace[1] + b"\r\n" in stream.written
+    (accept,) = sent_of(client, "websocket.accept")
+    assert accept["headers"] == [(b"x-request-id", chosen)]
+
+
+async def test_refusals_and_failures_carry_the_request_id(caplog: pytest.LogCaptureFixture) -> None:
+    refusal = b"HTTP/1.1 403 Forbidden\r\nContent-Length: 6\r\nX-Request-ID: upstream-own\r\n\r\ndenied"
+    core, _backend = make_core([MockStream([refusal]), ConnectionRefusedError(111, "Connection refused")])
+    refused, dead = Client([CONNECT]), Client([CONNECT])
+    headers = [(b"host", b"gw.test"), (b"x-request-id", b"ws-1")]
+    with caplog.at_level(logging.INFO, "qkhyper.proxy"):
+        await call(core, ws_scope(headers=headers), refused)
+        await call(core, ws_scope(headers=headers), dead)
+    start = sent_of(refused, "websocket.http.response.start")[0]
+    assert [v for k, v in start["headers"] if k == b"x-request-id"] == [b"ws-1"]
+    assert (dead.status, dead.headers[b"x-request-id"], dead.json["request_id"]) == (502, b"ws-1", "ws-1")
+    assert [r.getMessage() for r in caplog.records] == [
+        "websocket /up/ws -> /up: upstream refused with 403 request_id=ws-1",
+        "websocket /up/ws -> /up: connect to up.test:9000 failed: Connection refused request_id=ws-1",
+    ]
+
+
+async def test_request_ids_off_leave_the_handshake_alone() -> None:
+    stream = MockStream([lambda w: ws_accept(w, close_frame(1000)), HANG])
+    core, _backend = make_core([stream], settings(request_id=False))
+    client = Client([CONNECT])
+    await call(core, ws_scope(headers=[(b"host", b"gw.test"), (b"x-request-id", b"bad id")]), client)
+    assert handshake_ids(stream.written) == [b"bad id"]
+    (accept,) = sent_of(client, "websocket.accept")
+    assert "headers" not in accept
+
+
+async def test_a_stuck_session_is_logged_with_its_request_id(caplog: pytest.LogCaptureFixture) -> None:
+    stream = MockStream([lambda w: ws_accept(w, frame(0x1, b"one")), HANG])
+    core, _backend = make_core([stream], settings(send_timeout=20.0))
+    with caplog.at_level(logging.WARNING, "qkhyper.proxy"):
+        await call(core, ws_scope(headers=[(b"host", b"gw.test"), (b"x-request-id", b"ws-1")]), SlowClient([CONNECT]))
+    assert [r.getMessage() for r in caplog.records] == [
+        "websocket: the client took nothing for 20 s; closing the session request_id=ws-1"
+    ]

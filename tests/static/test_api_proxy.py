@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import httpx
@@ -34,6 +35,24 @@ def test_api_prefix_goes_to_the_target_stripped(project: Path, run_qkhyper: type
     assert get(f"{base}/").text.startswith("<!doctype html>")
 
 
+def test_api_prefix_keeps_or_makes_a_request_id(project: Path, run_qkhyper: type[Qkhyper], tmp_path: Path) -> None:
+    upstream = free_port()
+    config = write_config(project, [{"name": "up", "app": "apps.upstream:app", "port": upstream}])
+    run_qkhyper(["serve", "--config", str(config)], project).wait_ready()
+    (tmp_path / "site").mkdir()
+    port = free_port()
+    args = ["static", "--root", str(tmp_path / "site"), "--port", str(port)]
+    run_qkhyper([*args, "--api-target", f"http://127.0.0.1:{upstream}", "--config", str(config)], project).wait_ready()
+    trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+    kept = get(f"http://127.0.0.1:{port}/api/echo", headers={"X-Request-ID": "spa-1", "traceparent": trace})
+    seen = dict(kept.json()["headers"])
+    assert (seen["x-request-id"], seen["traceparent"], kept.headers["x-request-id"]) == ("spa-1", trace, "spa-1")
+    made = get(f"http://127.0.0.1:{port}/api/echo", headers={"X-Request-ID": "x" * 129})
+    assert re.fullmatch("[0-9a-f]{32}", made.headers["x-request-id"])
+    assert dict(made.json()["headers"])["x-request-id"] == made.headers["x-request-id"]
+
+
 def test_dead_api_target_is_502_json(project: Path, run_qkhyper: type[Qkhyper], tmp_path: Path) -> None:
     root = tmp_path / "site"
     root.mkdir()
@@ -42,7 +61,13 @@ def test_dead_api_target_is_502_json(project: Path, run_qkhyper: type[Qkhyper], 
     run_qkhyper(args, project).wait_ready()
     response = get(f"http://127.0.0.1:{port}/api/users/")
     assert response.status_code == 502
-    assert response.json() == {"error": "bad gateway", "route": "/api", "reason": "upstream refused the connection"}
+    rid = response.headers["x-request-id"]
+    assert response.json() == {
+        "error": "bad gateway",
+        "route": "/api",
+        "reason": "upstream refused the connection",
+        "request_id": rid,
+    }
 
 
 def test_bad_api_target_is_exit_2(project: Path, tmp_path: Path) -> None:

@@ -236,7 +236,12 @@ def test_api_prefix_goes_to_the_proxy(site: Site, path: str) -> None:
     for method in ("GET", "POST"):
         response = request(site, method, path)
         assert response.status_code == 502
-        assert response.json() == {"error": "bad gateway", "route": "/api", "reason": "upstream refused the connection"}
+        assert response.json() == {
+            "error": "bad gateway",
+            "route": "/api",
+            "reason": "upstream refused the connection",
+            "request_id": response.headers["x-request-id"],
+        }
 
 
 def test_api_prefix_matches_whole_segments(site: Site) -> None:
