@@ -593,6 +593,22 @@ async def test_docs_body_over_the_rewrite_limit_passes_unmodified() -> None:
     assert_no_leak(core, backend)
 
 
+async def test_a_big_docs_body_cut_short_after_its_start_is_not_answered_twice(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Past the rewrite limit the start is sent; an upstream dying after that ends the response short."""
+    big = b"a" * (REWRITE_LIMIT // 4 + 1)
+    cut = chunked(big, big, big, big, b"tail")[: -len(b"4\r\ntail\r\n0\r\n\r\n")]
+    core, backend = make_core([MockStream([cut, b""])], rewrite_body=upper)
+    client = Client()
+    with caplog.at_level(logging.WARNING, "qkhyper.proxy"):
+        await call(core, http_scope("/up/docs"), client)
+    starts = [m for m in client.sent if m["type"] == "http.response.start"]
+    assert len(starts) == 1 and client.status == 200 and not client.complete
+    assert ["; response cut short request_id=" in r.getMessage() for r in caplog.records] == [True]
+    assert_no_leak(core, backend)
+
+
 async def test_docs_with_a_declared_length_over_the_limit_are_not_buffered() -> None:
     body = b"b" * (REWRITE_LIMIT + 1)
     core, backend = make_core([MockStream([response(200, body)])], rewrite_body=upper)
