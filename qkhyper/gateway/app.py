@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
 from urllib.parse import urlsplit
 
 import h11
@@ -14,7 +13,7 @@ from ..asgi.types import ASGIApp, Receive, Scope, Send
 from ..config.model import GatewayOptions
 from ..proxy.core import ProxyCore
 from ..proxy.forward import Route
-from ..proxy.protocol import match_prefix, raw_path, refusal
+from ..proxy.protocol import match_prefix, raw_path
 from .docs_fix import fix_body, wants_fix
 
 log = logging.getLogger("qkhyper.gateway")
@@ -50,24 +49,18 @@ class GatewayApp:
             await self.core.lifespan(receive, send)
             return
         raw = raw_path(scope)
-        refused = refusal(scope, raw, self.table.depth)
-        if refused is not None:
-            await self._reject(scope, send, 400, {"error": "bad request", "detail": refused})
+        if await self.core.refuse(scope, send, raw, self.table.depth):
             return
         found = self.table.match(raw)
         if found is None:
             body = {"error": "not found", "path": scope["path"], "prefixes": self.table.prefixes}
-            await self._reject(scope, send, 404, body)
+            await answer_json(scope, send, 404, body)
             return
         route, matched = found
         if self.add_slashes and scope["type"] == "http" and route.prefix and matched == len(raw):
             await self._add_slash(scope, send, raw)
         else:
             await self.core.handle(scope, receive, send, route, matched)
-
-    async def _reject(self, scope: Scope, send: Send, status: int, body: dict[str, Any]) -> None:
-        headers = [(b"connection", b"close")] if status == 400 else []
-        await answer_json(scope, send, status, body, headers)
 
     async def _add_slash(self, scope: Scope, send: Send, raw: bytes) -> None:
         query = scope.get("query_string", b"")

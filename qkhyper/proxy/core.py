@@ -79,6 +79,18 @@ class ProxyCore:
             self.settings.sse_idle_timeout if sse_idle_timeout is None else sse_idle_timeout,
         )
 
+    async def refuse(self, scope: Scope, send: Send, raw: bytes, depth: int) -> bool:
+        """Answer 400 and return True when `refusal` says the request may not be forwarded at all.
+
+        The connection is closed with it: the bytes a client sends after such a
+        request cannot be trusted. The gateway and static's API prefix both ask here.
+        """
+        refused = refusal(scope, raw, depth)
+        if refused is None:
+            return False
+        await answer_json(scope, send, 400, {"error": "bad request", "detail": refused}, [(b"connection", b"close")])
+        return True
+
     async def handle(self, scope: Scope, receive: Receive, send: Send, route: Route, matched: int) -> None:
         """Forward an HTTP request or a WebSocket to `route`; `matched` bytes of raw_path were its prefix."""
         if scope["type"] == "websocket":
@@ -112,9 +124,6 @@ class PrefixProxy:
             await self.core.lifespan(receive, send)
             return
         raw = raw_path(scope)
-        refused = refusal(scope, raw, self.depth)  # the gateway's rule: CONNECT, `*`, absolute form
-        if refused is not None:
-            body = {"error": "bad request", "detail": refused}
-            await answer_json(scope, send, 400, body, [(b"connection", b"close")])
+        if await self.core.refuse(scope, send, raw, self.depth):
             return
         await self.core.handle(scope, receive, send, self.route, match_prefix(raw, self.prefix) or 0)
