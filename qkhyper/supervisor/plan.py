@@ -57,7 +57,7 @@ class ChildSpec:
     options: BuiltinOptions | None = None
     debug: bool = False  # --debug: qkhyper's own debug lines from the worker too
     limits: EdgeLimits = field(default_factory=EdgeLimits)  # header size/count/timeout, h2c: for every server
-    beat_interval: float = 0.0  # seconds between heartbeats from the event loop; 0 = none (no worker_timeout)
+    beat_interval: float = 0.0  # seconds between heartbeats from the event loop (policy.beat_interval); 0 = none
     request_limit: int = 0  # report the request count at once on reaching it; set per worker at spawn
     title: str = ""  # the worker's process title ("qkhyper: users worker 2"); set per worker at spawn
     # Checked by the parent (qkhyper/tls.py); the password is not here but in the worker's environment.

@@ -16,6 +16,8 @@ from ..config.model import WorkerLimits
 # How often a worker's resident memory is sampled when `max_rss_mb` is set:
 # a leak grows over minutes, and one small /proc read a second per worker is nothing.
 RSS_INTERVAL = 1.0
+# Longest time between two heartbeats: how old a worker's counts in `status` and the metrics can be.
+STATUS_INTERVAL = 1.0
 
 
 @dataclass
@@ -53,12 +55,17 @@ def request_limit(limits: WorkerLimits, rng: random.Random) -> int:
 
 
 def beat_interval(limits: WorkerLimits) -> float:
-    """How often a worker's event loop sends a heartbeat (0: never).
+    """How often a worker's event loop sends a heartbeat: four per `worker_timeout`, at least one a second.
 
-    Four beats per `worker_timeout`, so one late beat (a long garbage
-    collection, a burst of CPU-bound requests) is not yet a hang.
+    Four per timeout, so one late beat (a long garbage collection, a burst of
+    CPU-bound requests) is not yet a hang. At least one a second, also with
+    `worker_timeout = 0`, because the beat carries the worker's request count
+    and counters, which `qkhyper status` and the metrics endpoint show: a
+    one-line write a second per worker costs nothing measurable.
     """
-    return limits.worker_timeout / 4 if limits.worker_timeout > 0 else 0.0
+    if limits.worker_timeout > 0:
+        return min(limits.worker_timeout / 4, STATUS_INTERVAL)
+    return STATUS_INTERVAL
 
 
 @dataclass(frozen=True, slots=True)

@@ -52,10 +52,10 @@ def test_environment_sets_the_global_keys(tmp_path: Path) -> None:
 
 
 def test_every_unit_and_worker_is_told(tmp_path: Path) -> None:
-    settings = load(tmp_path, "[qkhyper]\nworker_timeout = 8\n", users="max_requests = 10\n")
+    settings = load(tmp_path, "[qkhyper]\nworker_timeout = 2\n", users="max_requests = 10\n")
     users, orders = make_plan(settings).units
-    assert users.limits == WorkerLimits(max_requests=10, worker_timeout=8.0)
-    assert users.child.beat_interval == orders.child.beat_interval == 2.0
+    assert users.limits == WorkerLimits(max_requests=10, worker_timeout=2.0)
+    assert users.child.beat_interval == orders.child.beat_interval == 0.5
     assert users.child.request_limit == 0  # drawn per worker when it is spawned
 
 

@@ -144,6 +144,6 @@ def test_request_limit_draws_each_workers_jitter() -> None:
     assert min(drawn) >= 1000 and max(drawn) <= 1050 and len(drawn) > 10
 
 
-@pytest.mark.parametrize(("timeout", "interval"), [(60, 15), (2, 0.5), (0, 0)])
-def test_four_beats_per_worker_timeout(timeout: float, interval: float) -> None:
+@pytest.mark.parametrize(("timeout", "interval"), [(60, 1), (4, 1), (2, 0.5), (1, 0.25), (0, 1)])
+def test_four_beats_per_worker_timeout_and_one_a_second(timeout: float, interval: float) -> None:
     assert beat_interval(WorkerLimits(worker_timeout=timeout)) == interval
