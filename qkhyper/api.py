@@ -20,7 +20,7 @@ import trio
 from .advice import start_warnings, static_warnings
 from .config.hypercorn_values import log_level
 from .config.load import DEMO_CONFIG, load_settings
-from .config.model import Settings, StaticOptions, tls_settings
+from .config.model import GatewayOptions, Settings, StaticOptions, tls_settings
 from .config.portmap import read_port_map
 from .config.targets import parse_http_url
 from .errors import QkhyperError, UsageError
@@ -66,15 +66,24 @@ def serve(
         QkhyperError: usage and config errors (exit 2), start failures (exit 1).
     """
     plan = make_plan(settings, selection)
+    reread = reload_settings or _rereader(settings)
+
+    def replan() -> ServePlan:
+        return make_plan(reread(), selection)
+
     reloader = None
     if reload or reload_dirs:
         for folder in reload_dirs:
             if not Path(folder).is_dir():
                 raise UsageError(f"--reload-dir {folder}: no such folder")
-        reread = reload_settings or (lambda: load_settings(str(settings.config_file or DEMO_CONFIG)))
         watch_plan = make_watch_plan(plan, settings.base_dir, settings.config_file, reload_dirs)
-        reloader = Reloader(watch_plan, lambda: make_plan(reread(), selection))
-    return _run("serve", plan, settings, reloader, stream, debug)
+        reloader = Reloader(watch_plan, replan)
+    return _run("serve", plan, settings, reloader, stream, debug, replan=replan)
+
+
+def _rereader(settings: Settings) -> Callable[[], Settings]:
+    """How `qkhyper reload` and `--reload` re-read the settings by default: the same file, without CLI overrides."""
+    return lambda: load_settings(str(settings.config_file or DEMO_CONFIG))
 
 
 def static(
@@ -83,15 +92,33 @@ def static(
     workers: int = 1,
     stream: TextIO | None = None,
     debug: bool = False,
+    reload_settings: Callable[[], Settings] | None = None,
 ) -> int:
     """Serve `[qkhyper.static]`: the built frontend, with its API prefix proxied.
+
+    Args:
+        reload_settings: how `qkhyper reload` re-reads the settings (default: the same file).
 
     Raises:
         UsageError: the root folder does not exist, or a bad --api-target (exit 2).
     """
+    reread = reload_settings or _rereader(settings)
+    return _run(
+        "static",
+        static_plan(settings, workers),
+        settings,
+        None,
+        stream,
+        debug,
+        proxy_headers=False,
+        warnings=static_warnings(settings),
+        replan=lambda: static_plan(reread(), workers),
+    )
+
+
+def static_plan(settings: Settings, workers: int) -> ServePlan:
     options = static_options(settings)
-    plan = builtin_plan(settings, "static", STATIC_FACTORY, options, port=settings.qkhyper.static.port, workers=workers)
-    return _run("static", plan, settings, None, stream, debug, proxy_headers=False, warnings=static_warnings(settings))
+    return builtin_plan(settings, "static", STATIC_FACTORY, options, port=settings.qkhyper.static.port, workers=workers)
 
 
 def static_options(settings: Settings) -> StaticOptions:
@@ -115,20 +142,30 @@ def gateway(
     workers: int = 1,
     stream: TextIO | None = None,
     debug: bool = False,
+    reload_settings: Callable[[], Settings] | None = None,
 ) -> int:
     """Serve `[qkhyper.gateway]`: the reverse proxy in front of the config's apps.
 
     Args:
         upstreams: `--upstream PREFIX:HOST[:PORT]` values, which move or add prefixes.
+        reload_settings: how `qkhyper reload` re-reads the settings (default: the same file);
+            the port map is read again too, so a reload follows apps that moved.
 
     Raises:
         ConfigError: duplicate prefixes, malformed upstreams, no route at all (exit 2).
     """
     ports = read_port_map(settings.port_map_path(), config=settings.source)
     options = gateway_options(settings, upstreams, ports.apps)
-    plan = builtin_plan(
-        settings, "gateway", GATEWAY_FACTORY, options, port=settings.qkhyper.gateway.port, workers=workers
-    )
+    plan = gateway_plan(settings, options, workers)
+    reread = reload_settings or _rereader(settings)
+
+    def replan() -> ServePlan:
+        again = reread()
+        ports = read_port_map(again.port_map_path(), config=again.source)
+        for line in ports.warnings:
+            log.warning("warning: %s", line)
+        return gateway_plan(again, gateway_options(again, upstreams, ports.apps), workers)
+
     writer = make_writer(settings.qkhyper.log_format, stream or sys.stderr, ["gateway"])
     for line in ports.warnings:
         writer.line("qkhyper", f"warning: {line}")
@@ -137,7 +174,12 @@ def gateway(
     writer.line("qkhyper", f"routes of {url}{ends}:")
     for line in describe_routes(options):
         writer.line("qkhyper", f"route {line}")
-    return _run("gateway", plan, settings, None, stream, debug, writer, proxy_headers=False)
+    return _run("gateway", plan, settings, None, stream, debug, writer, proxy_headers=False, replan=replan)
+
+
+def gateway_plan(settings: Settings, options: GatewayOptions, workers: int) -> ServePlan:
+    port = settings.qkhyper.gateway.port
+    return builtin_plan(settings, "gateway", GATEWAY_FACTORY, options, port=port, workers=workers)
 
 
 def server_url(host: str, port: int | None, tls: ServerTls | None) -> str:
@@ -161,6 +203,7 @@ def _run(
     *,
     proxy_headers: bool = True,
     warnings: Sequence[str] = (),
+    replan: Callable[[], ServePlan] | None = None,
 ) -> int:
     """Run `plan` under the supervisor, on the sockets systemd passed where it passed any, telling it how we are."""
     labels = [unit.label for unit in plan.units]
@@ -181,7 +224,7 @@ def _run(
     for label in passed.fds:
         log.info("%s: serving the socket systemd passed (fd %d)", label, passed.fds[label])
     try:
-        return trio.run(partial(supervise, systemd=systemd), plan, writer, reloader)
+        return trio.run(partial(supervise, systemd=systemd, replan=replan), plan, writer, reloader)
     except BaseExceptionGroup as group:
         raise first_error(group) from None
 

@@ -19,6 +19,7 @@ from . import __version__, api
 from .config import Settings, load_settings
 from .config.hypercorn_values import LOG_LEVELS
 from .config.model import BACKENDS, LOG_FORMATS, WORKER_CLASSES
+from .control import commands
 from .errors import QkhyperError
 from .jsonlog import dumps, plain_fields
 from .logs import SUPERVISOR_LABEL
@@ -154,7 +155,43 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="validate the config, import every app, print the plan", epilog=EPILOG)
     _common(check)
     check.set_defaults(command="check")
+    _add_control(sub)
     return parser
+
+
+def _add_control(sub: Any) -> None:
+    """The operator's commands, sent to running supervisors over their control sockets."""
+    texts = {
+        "status": "show every running supervisor of the config: apps, workers, restarts, memory",
+        "restart": "rolling restart of the named apps only; waits until done",
+        "scale": "run N workers of an app",
+        "reload": "re-read the config and roll every app, as --reload does on a config change",
+        "stop": "stop every running supervisor of the config (drain first, unless --now)",
+    }
+    for name, text in texts.items():
+        parser = sub.add_parser(name, help=text, description=text, epilog=EPILOG)
+        if name == "status":
+            parser.add_argument("--json", action="store_true", help="one JSON object (default: tables)")
+        elif name == "restart":
+            parser.add_argument("apps", nargs="+", metavar="APP", help="apps to restart")
+        elif name == "scale":
+            parser.add_argument("app", metavar="APP", help="the app")
+            parser.add_argument("workers", type=int, metavar="N", help="workers it should have (1 or more)")
+        elif name == "stop":
+            parser.add_argument("--now", action="store_true", help="kill the workers, no drain (default: drain)")
+        if name in ("restart", "scale", "reload"):
+            parser.add_argument(
+                "--timeout",
+                type=float,
+                default=300.0,
+                metavar="S",
+                help="wait at most S seconds (default: 300)",
+            )
+        parser.add_argument(
+            "--socket", metavar="PATH", help="talk to this control socket only (default: the config's control_socket)"
+        )
+        _common(parser)
+        parser.set_defaults(command=name)
 
 
 # CLI flags that override a settings key: flag attribute -> path in the settings.
@@ -214,19 +251,40 @@ def load(args: argparse.Namespace) -> Settings:
 def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "check":
         return api.check(settings)
+    if args.command in CONTROL_COMMANDS:
+        return control(args, settings)
+    reread = lambda: load(args)  # noqa: E731 - how `qkhyper reload` re-reads, with this command line's overrides
     if args.command == "gateway":
-        return api.gateway(settings, upstreams=args.upstream, workers=args.workers, debug=args.debug)
+        return api.gateway(
+            settings, upstreams=args.upstream, workers=args.workers, debug=args.debug, reload_settings=reread
+        )
     if args.command == "static":
-        return api.static(settings, workers=args.workers, debug=args.debug)
+        return api.static(settings, workers=args.workers, debug=args.debug, reload_settings=reread)
     selection = Selection(args.apps, args.exclude, args.aio, args.port, args.workers)
     return api.serve(
         settings,
         selection,
         reload=args.reload,
         reload_dirs=args.reload_dir,
-        reload_settings=lambda: load(args),
+        reload_settings=reread,
         debug=args.debug,
     )
+
+
+CONTROL_COMMANDS = ("status", "restart", "scale", "reload", "stop")
+
+
+def control(args: argparse.Namespace, settings: Settings) -> int:
+    out, where = sys.stdout, args.socket
+    if args.command == "status":
+        return commands.status(settings, out, as_json=args.json, socket=where)
+    if args.command == "restart":
+        return commands.restart(settings, args.apps, out, timeout=args.timeout, socket=where)
+    if args.command == "scale":
+        return commands.scale(settings, args.app, args.workers, out, timeout=args.timeout, socket=where)
+    if args.command == "reload":
+        return commands.reload(settings, out, timeout=args.timeout, socket=where)
+    return commands.stop(settings, out, now=args.now, socket=where)
 
 
 def error_line(exc: QkhyperError, log_format: str) -> str:
@@ -245,7 +303,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     log_format = "text"  # until the settings are read: a config that does not load says so in text
     try:
         settings = load(args)
-        if args.command != "check":  # check prints a report, not a log
+        if args.command not in ("check", *CONTROL_COMMANDS):  # these print a report, not a log
             log_format = settings.qkhyper.log_format
         return run(args, settings)
     except QkhyperError as exc:

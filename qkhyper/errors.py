@@ -7,7 +7,9 @@ the CLI maps them to one line without a table of cases::
     ├── UsageError          exit 2: bad flag, bad value, missing file
     │   └── ConfigError     exit 2: unknown key, wrong type, duplicate, port in use
     ├── AppLoadError        exit 1: an app failed to import
-    └── AppStartupError     exit 1: an app's lifespan startup failed or it never got ready
+    ├── AppStartupError     exit 1: an app's lifespan startup failed or it never got ready
+    ├── NotRunning          exit 1: no supervisor answers on the control socket (`qkhyper status`, ...)
+    └── ControlFailed       exit 1: a supervisor refused a control request, or did not answer in time
 """
 
 from __future__ import annotations
@@ -38,3 +40,11 @@ class AppStartupError(QkhyperError):
         # A child's report already names the app (in --aio, the mounted one): keep it.
         super().__init__(detail if detail.startswith("app '") else f"app {app!r}: {detail}")
         self.app = app
+
+
+class NotRunning(QkhyperError):
+    pass
+
+
+class ControlFailed(QkhyperError):
+    pass

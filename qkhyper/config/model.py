@@ -193,6 +193,9 @@ class QkhyperSettings:
     backend: str = "hypercorn"
     worker_class: str = "uvloop"
     port_map: str = ".qkhyper/ports.json"
+    # `serve`'s control socket (qkhyper status/restart/...); gateway and static use siblings
+    # of it (Settings.control_socket_path). "" turns the control socket off.
+    control_socket: str = ".qkhyper/control.sock"
     docs_assets: str = "local"
     log_format: str = "text"  # text | json (LOG_FORMATS): the supervisor's lines and its workers'
     # Peers whose X-Forwarded-* headers are believed (SPEC §3): addresses, networks,
@@ -255,6 +258,19 @@ class Settings:
 
     def port_map_path(self) -> Path:
         return self.base_dir / self.qkhyper.port_map
+
+    def control_socket_path(self, server: str) -> Path | None:
+        """Where the supervisor of `server` ("serve", "gateway" or "static") listens for control commands.
+
+        `serve` uses `control_socket` itself; the gateway and static, which may run
+        from the same config at the same time, use its siblings with their name
+        added (`.qkhyper/control-gateway.sock`), so one setting places all three
+        and `qkhyper status` finds each. None when `control_socket = ""`.
+        """
+        if not self.qkhyper.control_socket:
+            return None
+        path = self.base_dir / self.qkhyper.control_socket
+        return path if server == "serve" else path.with_name(f"{path.stem}-{server}{path.suffix}")
 
 
 Address = tuple[str, int]

@@ -100,6 +100,8 @@ class ServePlan:
     port_map: str
     source: str = ""  # the config file (Settings.source), recorded in the port map
     passed: dict[str, int] = field(default_factory=dict)  # unit label -> fd systemd passed (activation.py)
+    server: str = "serve"  # which command runs it: serve, gateway or static (status, the control socket's name)
+    control_socket: str = ""  # where `qkhyper status/restart/...` reach this supervisor; "" for none
 
 
 def select_apps(settings: Settings, names: Sequence[str], exclude: Sequence[str]) -> list[str]:
@@ -204,6 +206,7 @@ def make_plan(settings: Settings, selection: Selection = EVERY_APP) -> ServePlan
         ready_timeout=qk.ready_timeout,
         port_map=str(settings.port_map_path()),
         source=settings.source,
+        control_socket=str(settings.control_socket_path("serve") or ""),
     )
 
 
@@ -271,6 +274,9 @@ def builtin_plan(
         graceful_timeout=settings.graceful_timeout,
         ready_timeout=qk.ready_timeout,
         port_map="",  # the port map records the apps, not qkhyper's own servers
+        source=settings.source,
+        server=label,
+        control_socket=str(settings.control_socket_path(label) or ""),
     )
 
 

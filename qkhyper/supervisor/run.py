@@ -12,14 +12,17 @@ import logging
 import os
 import signal
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
+from typing import Any
 
 import trio
 
 from ..config.portentries import PortEntry
 from ..config.portmap import recorded_ports
+from ..control.protocol import Reload, Request, Restart, Scale, Status, Stop, failed, ok
+from ..control.server import control_listener, serve_control
 from ..errors import QkhyperError
 from ..logs import SUPERVISOR_LABEL, LogWriter, format_table
 from ..tls import url_scheme
@@ -32,6 +35,7 @@ from .reload import WatchPlan, watch
 from .signals import HANDLED, Command, command_for
 from .slot import Slot, SlotConfig
 from .sockets import bound_sockets, listen_url, port_entry
+from .status import slot_rows
 from .systemd import SystemdReporter
 from .worker import Worker
 
@@ -85,10 +89,21 @@ class Supervisor:
         systemd: Systemd | None = None,
         make_worker: MakeWorker | None = None,
         open_signals: OpenSignals = trio.open_signal_receiver,
+        control: socket.socket | None = None,
+        replan: Callable[[], ServePlan] | None = None,
     ) -> None:
         self.plan = plan
         self.reloader = reloader
+        self.control_socket = control  # listening, bound by `supervise`; None: no control socket
+        # How `qkhyper reload` re-reads the config (the reloader's, when --reload is on).
+        self.replan = replan or (reloader.replan if reloader is not None else None)
         self.sockets = sockets
+        # Read once: the sockets are closed when a drain begins, and `status` still answers then.
+        self.urls = {
+            unit.label: listen_url(sockets[unit.label], url_scheme(unit.child.tls))
+            for unit in plan.units
+            if unit.label in sockets
+        }
         self.writer = writer
         self.lifeline = Lifeline()
         self.slots: dict[str, list[Slot]] = {unit.label: [] for unit in plan.units}
@@ -105,12 +120,18 @@ class Supervisor:
         self._starting = trio.CancelScope()
         self._roll_lock = trio.Lock()
         self._stopped = trio.Event()
+        self._nursery: trio.Nursery | None = None  # the one the slots run in, once `run` opened it
+        self.started_at = 0.0
 
     async def run(self, task_status: trio.TaskStatus[Supervisor] = trio.TASK_STATUS_IGNORED) -> int:
         try:
             with self.open_signals(*HANDLED) as signals:
                 async with trio.open_nursery() as nursery:
+                    self._nursery = nursery
+                    self.started_at = trio.current_time()
                     nursery.start_soon(self._handle_signals, signals, nursery)
+                    if self.control_socket is not None:
+                        nursery.start_soon(serve_control, self.control_socket, self)
                     if os.getpid() == 1:
                         nursery.start_soon(reap_forever, self._worker_pids)
                     view = self._view()
@@ -302,12 +323,133 @@ class Supervisor:
             if len(group) <= 1:
                 log.info("%s: keeping its last worker", label)
                 continue
-            slot = group.pop()
-            del self.numbers[slot]
-            self.systemd.changed()
-            self.retiring = [s for s in self.retiring if not s.finished.is_set()] + [slot]
-            slot.request_stop(graceful=True)
-            log.info("%s: removing a worker (%d left)", label, len(group))
+            self._retire(label)
+
+    def _retire(self, label: str) -> Slot:
+        """Take the last slot of `label` out of service and drain its worker."""
+        group = self.slots[label]
+        slot = group.pop()
+        del self.numbers[slot]
+        self.systemd.changed()
+        self.retiring = [s for s in self.retiring if not s.finished.is_set()] + [slot]
+        slot.request_stop(graceful=True)
+        log.info("%s: removing a worker (%d left)", label, len(group))
+        return slot
+
+    def status(self) -> dict[str, Any]:
+        """What `qkhyper status` shows: this supervisor, and per app its address and workers (status.py)."""
+        now = trio.current_time()
+        apps = []
+        for unit in self.plan.units:
+            group = self.slots.get(unit.label, [])
+            workers = [row for slot in group for row in slot_rows(slot, self.numbers[slot], now)]
+            workers += [
+                row
+                for slot in self.retiring
+                if slot.label == unit.label
+                for row in slot_rows(slot, 0, now, retiring=True)
+            ]
+            apps.append(
+                {
+                    "name": unit.label,
+                    "apps": [ref.name for ref in unit.child.apps],
+                    "prefixes": ["/" + p for p in unit.prefixes],
+                    "url": self.urls.get(unit.label, "-"),
+                    "backend": unit.child.backend,
+                    "workers_wanted": len(group),
+                    "workers": workers,
+                }
+            )
+        state = "draining" if self.draining else "ready" if self.ready else "starting"
+        return {
+            "server": self.plan.server,
+            "pid": os.getpid(),
+            "uptime_s": round(now - self.started_at, 1),
+            "config": self.plan.source,
+            "state": state,
+            "rolling": self.rolling,
+            "apps": apps,
+        }
+
+    async def control(self, request: Request) -> dict[str, Any]:
+        """Answer a request from the control socket (control/protocol.py): what `qkhyper status/...` send."""
+        if isinstance(request, Status):
+            return ok(**self.status())
+        if isinstance(request, Stop):
+            return self._control_stop(request.now)
+        if self.draining or not self.ready or self._nursery is None:
+            return failed("shutting down" if self.draining else "still starting; try again once it is ready")
+        if isinstance(request, Restart):
+            labels = self._units_named(request.apps)
+            if isinstance(labels, str):
+                return failed(labels)
+            log.info("control: restart %s", ", ".join(labels))
+            return await self._changed_by(labels, self._roll(set(labels)))
+        if isinstance(request, Scale):
+            labels = self._units_named([request.app])
+            if isinstance(labels, str):
+                return failed(labels)
+            log.info("control: scale %s to %d", labels[0], request.workers)
+            return await self._changed_by(labels, self._scale_to(self._nursery, labels[0], request.workers))
+        assert isinstance(request, Reload)
+        return await self._control_reload()
+
+    def _control_stop(self, now: bool) -> dict[str, Any]:
+        log.info("control: stop%s", " now" if now else "")
+        assert self._nursery is not None
+        if not self.draining:
+            self._shutdown(self._nursery, graceful=not now)
+        elif now:
+            for slot in self._all_slots():
+                slot.kill_all()
+        return ok(pid=os.getpid(), stopping=True)
+
+    async def _control_reload(self) -> dict[str, Any]:
+        if self.replan is None:
+            return failed("this supervisor cannot re-read its config")
+        try:
+            plan = self.replan()
+        except QkhyperError as exc:
+            log.error("config change not applied, workers keep serving: %s", exc)
+            return failed(f"config not applied, workers keep serving: {exc}")
+        log.info("control: reload: config re-read, rolling every app")
+        self._apply_plan(plan)
+        return await self._changed_by(self._labels(), self._roll(set(self._labels())))
+
+    def _units_named(self, names: Sequence[str]) -> list[str] | str:
+        """The unit labels serving `names` (an app, or the `--aio` unit that holds it); else the error."""
+        found: list[str] = []
+        for name in names:
+            units = [u.label for u in self.plan.units if name == u.label or name in [r.name for r in u.child.apps]]
+            if not units:
+                return f"no app {name!r} here; apps: {', '.join(self._labels())}"
+            found += [label for label in units if label not in found]
+        return found
+
+    async def _changed_by(self, labels: list[str], action: Awaitable[None]) -> dict[str, Any]:
+        """Run `action`, then answer with each unit's serving pids before and after it."""
+        before = {label: self._pid_list(label) for label in labels}
+        await action
+        changed = {label: {"before": before[label], "after": self._pid_list(label)} for label in labels}
+        return ok(changed=changed)
+
+    def _pid_list(self, label: str) -> list[int]:
+        return [slot.worker.pid for slot in self.slots[label] if slot.worker]
+
+    async def _scale_to(self, nursery: trio.Nursery, label: str, workers: int) -> None:
+        """Add or remove workers of one unit until it has `workers`; removed ones are drained before this returns."""
+        group = self.slots[label]
+        unit = next(u for u in self.plan.units if u.label == label)
+        if workers > len(group):
+            async with trio.open_nursery() as adding:
+                for _ in range(workers - len(group)):
+                    adding.start_soon(self._scale_up, nursery, unit)
+            return
+        removed = []
+        while len(group) > workers:
+            removed.append(self._retire(label))
+        for slot in removed:
+            await slot.finished.wait()
 
     def _labels(self) -> list[str]:
         return [unit.label for unit in self.plan.units]
@@ -334,7 +476,7 @@ class Supervisor:
     def _print_table(self) -> None:
         rows = [("app", "prefix", "url", "pids")]
         for unit in self.plan.units:
-            url = listen_url(self.sockets[unit.label], url_scheme(unit.child.tls))
+            url = self.urls[unit.label]
             rows.append((unit.label, " ".join("/" + p for p in unit.prefixes), url, self._pids(unit.label)))
         for line in format_table(rows):
             self.writer.line(SUPERVISOR_LABEL, line)
@@ -364,6 +506,7 @@ async def supervise(
     reloader: Reloader | None = None,
     *,
     systemd: Systemd | None = None,
+    replan: Callable[[], ServePlan] | None = None,
     task_status: trio.TaskStatus[Supervisor] = trio.TASK_STATUS_IGNORED,
 ) -> int:
     """Run `plan` until a signal stops it; return the exit code.
@@ -372,5 +515,10 @@ async def supervise(
         ConfigError: a port is taken (before any worker starts).
         AppStartupError: a worker failed to import, start or get ready.
     """
-    with bound_sockets(plan.units, plan.passed) as sockets, _port_map(plan, sockets):
-        return await Supervisor(plan, sockets, writer, reloader, systemd=systemd).run(task_status)
+    with (
+        bound_sockets(plan.units, plan.passed) as sockets,
+        _port_map(plan, sockets),
+        control_listener(plan.control_socket) as control,
+    ):
+        supervisor = Supervisor(plan, sockets, writer, reloader, systemd=systemd, control=control, replan=replan)
+        return await supervisor.run(task_status)

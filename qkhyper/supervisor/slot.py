@@ -18,6 +18,7 @@ this runs in-process under a MockClock with fake workers in the tests.
 
 from __future__ import annotations
 
+import collections
 import logging
 import math
 import random
@@ -89,8 +90,10 @@ class Slot:
         self.live: set[Worker] = set()
         self.spawned: list[Worker] = []
         self.backoff = Backoff()
-        self.crashes = 0  # exits of a serving worker nobody asked for (a killed hung worker included)
-        self.recycled = 0
+        # Replacements of the serving worker by why (status, metrics): "crash" and "hang" (a killed hung
+        # worker) are exits nobody asked for; "recycle" (a reached limit) and "roll" (HUP, reload, restart).
+        self.restarts: collections.Counter[str] = collections.Counter()
+        self.last_exit = ""  # why the last serving worker was replaced, as `status` shows it
         self.served = False  # a first worker became ready
         self.serving_since: float | None = None  # when the current worker began serving
         self.streak = 0  # bad exits in a row: crashes and hung kills of workers that had not settled, failed restarts
@@ -312,10 +315,12 @@ class Slot:
     def _crashed(self, tasks: trio.Nursery, worker: Worker, code: int) -> None:
         now = trio.current_time()
         delay = self.backoff.delay(worker.started_at, now)
-        self.crashes += 1
         # A hung worker's life ended with its last heartbeat, not when it was killed.
         alive_until = worker.heartbeat.last if worker is self._hung else now
         self.streak = self.streak + 1 if alive_until - worker.started_at < SETTLED else 1
+        reason = "hang" if worker is self._hung else "crash"
+        self.restarts[reason] += 1
+        self.last_exit = f"{reason}: worker {worker.pid} {describe_exit(code)}"
         self._hung = None
         self.serving_since = None
         self.on_change()
@@ -358,8 +363,9 @@ class Slot:
         if old is None:
             log.info("%s: worker %d is serving", self.label, new.pid)
             return
+        self.restarts["recycle" if reason else "roll"] += 1
+        self.last_exit = f"recycle: worker {old.pid} {reason}" if reason else f"roll: worker {old.pid} replaced"
         if reason:
-            self.recycled += 1
             log.info("%s: worker %d recycled %s (new %d)", self.label, old.pid, reason, new.pid)
         else:
             log.info("%s: worker %d replaced by %d; draining the old one", self.label, old.pid, new.pid)

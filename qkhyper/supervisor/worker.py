@@ -35,12 +35,14 @@ class Heartbeat:
     """
 
     def __init__(self) -> None:
+        self.is_ready = False
         self.ready_at = 0.0
         self.last = 0.0
         self.requests = 0
         self._arrived = trio.Event()
 
     def ready(self, now: float) -> None:
+        self.is_ready = True
         self.ready_at = self.last = now
 
     def beat(self, requests: int, now: float) -> None:

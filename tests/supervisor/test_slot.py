@@ -82,7 +82,7 @@ async def test_crash_loop_backs_off_then_a_long_run_resets_it(caplog: pytest.Log
             for old, new in zip(factory.workers, factory.workers[1:], strict=False)
         ]
         assert delays == [0.5, 1.0, 2.0, 4.0, 8.0]  # each restart also waits 1 s for readiness, not counted here
-        assert slot.crashes == 5
+        assert slot.restarts == {"crash": 5}
         assert "probe: worker 1000 exited with code 3; restarting in 0.5 s" in messages(caplog)
         assert "probe: worker 1004 exited with code 3; restarting in 8.0 s" in messages(caplog)
 
@@ -120,7 +120,7 @@ async def test_recycle_after_max_requests_is_a_roll_not_a_crash(caplog: pytest.L
         # The replacement was ready before the old worker was asked to drain, and that drain was graceful.
         assert factory.seen("ready", new.pid)[0].at <= factory.seen("TERM", old.pid)[0].at
         assert old.returncode == 0 and not factory.seen("KILL")
-        assert (slot.crashes, slot.recycled) == (0, 1)
+        assert slot.restarts == {"recycle": 1}
         assert slot.backoff.delay(0, 1) == 0.5  # untouched: the next crash still restarts at once
 
 
@@ -157,7 +157,7 @@ async def test_recycle_on_lifetime_and_memory(
         assert expected in messages(caplog)
         if limits.max_lifetime:
             assert factory.seen("spawn", 1001)[0].at == ready_at + 3600  # on time, not at the next beat
-        assert slot.crashes == 0
+        assert slot.restarts == {"recycle": 1}
 
 
 async def test_a_failed_recycle_keeps_the_worker_and_tries_again(caplog: pytest.LogCaptureFixture) -> None:
@@ -170,7 +170,7 @@ async def test_a_failed_recycle_keeps_the_worker_and_tries_again(caplog: pytest.
             m.startswith("probe: recycling failed, keeping worker 1000: app 'probe': lifespan startup failed")
             for m in messages(caplog)
         )
-        assert current(slot).pid == 1002 and slot.crashes == 0
+        assert current(slot).pid == 1002 and slot.restarts == {"recycle": 1}
 
 
 async def test_a_hung_worker_has_its_stack_dumped_then_takes_the_crash_path(caplog: pytest.LogCaptureFixture) -> None:
@@ -179,7 +179,7 @@ async def test_a_hung_worker_has_its_stack_dumped_then_takes_the_crash_path(capl
     async with running(factory, WorkerLimits(worker_timeout=60)) as slot:
         hung = current(slot)
         await trio.sleep(600)  # beats every 15 s keep a healthy worker
-        assert slot.worker is hung and slot.crashes == 0
+        assert slot.worker is hung and not slot.restarts
         hung.hung = True
         last_beat = hung.heartbeat.last
         await factory.until(lambda: hung.exited)
@@ -188,7 +188,8 @@ async def test_a_hung_worker_has_its_stack_dumped_then_takes_the_crash_path(capl
         assert "probe: worker 1000 unresponsive for 60 s; stack follows; replacing" in messages(caplog)
         assert "probe: worker 1000 was killed by SIGKILL; restarting in 0.5 s" in messages(caplog)
         await factory.until(lambda: len(factory.workers) == 2 and slot.worker is factory.workers[1])
-        assert slot.crashes == 1
+        assert slot.restarts == {"hang": 1}
+        assert slot.last_exit == "hang: worker 1000 was killed by SIGKILL"
 
 
 async def test_a_stack_that_never_comes_does_not_stop_the_kill() -> None:
@@ -263,7 +264,8 @@ async def test_hup_roll_replaces_only_after_the_new_worker_is_ready(caplog: pyte
         await factory.until(lambda: old.exited)
         assert factory.seen("ready", new.pid)[0].at <= factory.seen("TERM", old.pid)[0].at
         assert "probe: worker 1000 replaced by 1001; draining the old one" in messages(caplog)
-        assert slot.recycled == 0
+        assert slot.restarts == {"roll": 1}
+        assert slot.last_exit == "roll: worker 1000 replaced"
 
 
 async def test_a_failed_roll_keeps_the_old_worker(caplog: pytest.LogCaptureFixture) -> None:
