@@ -20,7 +20,7 @@ from ..config.model import Settings
 from ..errors import ControlFailed, NotRunning, UsageError
 from ..logs import format_table
 from .client import ask, call
-from .protocol import Reload, Restart, Scale, Status, Stop
+from .protocol import MAX_WORKERS, Reload, Restart, Scale, Status, Stop
 
 SERVERS = ("serve", "gateway", "static")
 STATUS_TIMEOUT = 10.0  # a status is answered from memory; longer means the supervisor is stuck
@@ -133,6 +133,8 @@ def restart(settings: Settings, apps: list[str], out: TextIO, *, timeout: float,
 
 
 def scale(settings: Settings, app: str, workers: int, out: TextIO, *, timeout: float, socket: str | None) -> int:
+    if not 1 <= workers <= MAX_WORKERS:
+        raise UsageError(f"scale: N must be from 1 to {MAX_WORKERS}, got {workers}")
     [(supervisor, names)] = _route(running(settings, socket), [app])
     answer = ask(supervisor.path, Scale(names[0], workers), timeout)
     for label, change in answer["changed"].items():
