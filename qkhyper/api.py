@@ -271,6 +271,9 @@ def check(settings: Settings, stream: TextIO | None = None) -> int:
     out.write(f"config:  {settings.source}\n")
     out.write(f"backend: {qk.backend} (worker class {qk.worker_class}), host {qk.host}\n")
     out.write(f"trusted: {', '.join(qk.forwarded_allow_ips) or '(nobody)'} (X-Forwarded-* believed from these peers)\n")
+    control = settings.control_socket_path("serve")
+    where = f"{control} (gateway, static: -gateway, -static beside it)" if control else 'off (control_socket = "")'
+    out.write(f"control: {where}\n")
     for line in tls_lines(settings):
         out.write(line + "\n")
     for line in [*start_warnings(settings), *static_warnings(settings)]:

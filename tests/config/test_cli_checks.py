@@ -56,6 +56,7 @@ def test_check_prints_the_trust_list_and_the_warnings(project: Path) -> None:
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert "trusted: 10.0.0.0/8, * (X-Forwarded-* believed from these peers)" in lines
+    assert f"control: {project / '.qkhyper' / 'control.sock'} (gateway, static: -gateway, -static beside it)" in lines
     assert "warning: listening on 0.0.0.0, beyond this machine (host is not loopback)" in lines
     assert any(line.startswith('warning: forwarded_allow_ips = ["*"]') for line in lines)
     assert "warning: backend uvicorn: these Hypercorn settings have no effect there: errorlog" in lines
