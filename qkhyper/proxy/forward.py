@@ -21,7 +21,7 @@ import h11
 from ..asgi.responses import answer_json
 from ..asgi.types import Receive, Scope, Send
 from ..config.model import Address, ProxySettings
-from .accesslog import access_fields, access_message
+from .accesslog import CountingSend, access_fields, log_access
 from .bodies import RequestBody, ResponseBody
 from .connection import UpstreamConnection
 from .errors import (
@@ -50,7 +50,6 @@ from .protocol import (
 from .watchdog import Watchdog
 
 log = logging.getLogger("qkhyper.proxy")
-access_log = logging.getLogger("qkhyper.access")
 
 # Bodies up to this size with a Content-Length are relayed without a disconnect watcher.
 SMALL_BODY = 1024 * 1024
@@ -148,16 +147,18 @@ class Forwarder:
         started = self.clock()
         record = _Record(choose_request_id(scope["headers"]) if self.settings.request_id else None)
         target: Address | None = None
+        counted = CountingSend(send) if self.settings.access_log else None  # the size of the access line
         try:
-            target = await self._forward(scope, receive, send, record, route, matched)
+            target = await self._forward(scope, receive, counted or send, record, route, matched)
         except ProxyError as exc:
-            await self._fail(scope, send, record, route, exc)
+            await self._fail(scope, counted or send, record, route, exc)
         finally:
-            if self.settings.access_log:
+            if counted is not None:
                 elapsed_ms = (self.clock() - started) * 1000
-                _log_access(
-                    scope, record.status, route, target, elapsed_ms, record.request_id, self.settings.access_log_format
+                fields = access_fields(
+                    scope, record.status, route.label, target, elapsed_ms, record.request_id, counted.sent
                 )
+                log_access(scope, fields, self.settings.access_log_format)
 
     async def _fail(self, scope: Scope, send: Send, record: _Record, route: Route, exc: ProxyError) -> None:
         method, path, tag = scope["method"], log_target(scope), log_request_id(record.request_id)
@@ -406,16 +407,3 @@ async def answer_error(scope: Scope, send: Send, exc: ProxyError, route: Route, 
 
 # After these the client's connection may hold bytes nobody read (a body, a smuggled request): close it.
 _CLOSE = frozenset({400, 408, 413})
-
-
-def _log_access(
-    scope: Scope,
-    status: int,
-    route: Route,
-    target: Address | None,
-    elapsed_ms: float,
-    request_id: bytes | None,
-    access_log_format: str,
-) -> None:
-    fields = access_fields(scope, status, route.label, target, elapsed_ms, request_id)
-    access_log.info("%s", access_message(scope, fields, access_log_format, time.time()), extra=fields)
