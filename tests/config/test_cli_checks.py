@@ -91,3 +91,19 @@ def test_log_flags_override_the_config_keys(project: Path, command: str) -> None
     args = build_parser().parse_args([command, "--config", str(config), "--log-format", "json", "--log-level", "DEBUG"])
     settings = load(args)
     assert settings.qkhyper.log_format == "json" and settings.hypercorn["loglevel"] == "debug"
+
+
+@pytest.mark.parametrize("command", ["gateway", "static"])
+def test_access_log_flags_override_their_tables_keys(project: Path, command: str) -> None:
+    """--access-log-format is access_log_format of the command's own table (static's API prefix shares the core)."""
+    config = write_config(project, [{"name": "users", "app": "apps.probe:app"}])
+    config.write_text(config.read_text() + f'\n[qkhyper.{command}]\naccess_log_format = "combined"\n')
+    plain = load(build_parser().parse_args([command, "--config", str(config)]))
+    assert getattr(plain.qkhyper, command).access_log_format == "combined"
+    args = [command, "--config", str(config), "--access-log", "--access-log-format", "json"]
+    table = getattr(load(build_parser().parse_args(args)).qkhyper, command)
+    assert (table.access_log, table.access_log_format) == (True, "json")
+    other = "static" if command == "gateway" else "gateway"
+    assert getattr(load(build_parser().parse_args(args)).qkhyper, other).access_log_format == "combined"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([command, "--access-log-format", "apache"])
