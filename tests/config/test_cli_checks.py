@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import pytest
 
+from qkhyper import api
 from qkhyper.cli import build_parser, load
 from tests.conftest import Qkhyper, free_port, get, run_cli, write_config
 
@@ -107,3 +109,17 @@ def test_access_log_flags_override_their_tables_keys(project: Path, command: str
     assert getattr(load(build_parser().parse_args(args)).qkhyper, other).access_log_format == "combined"
     with pytest.raises(SystemExit):
         build_parser().parse_args([command, "--access-log-format", "apache"])
+
+
+def test_check_prints_the_log_settings(project: Path) -> None:
+    config = write_config(project, [{"name": "users", "app": "apps.probe:app"}], qkhyper='log_format = "json"')
+    tables = (
+        '\n[qkhyper.gateway]\naccess_log = true\n[qkhyper.static]\nrequest_id = false\naccess_log_format = "json"\n'
+    )
+    config.write_text(config.read_text() + tables)
+    out = io.StringIO()
+    assert api.check(load(build_parser().parse_args(["check", "--config", str(config)])), out) == 0
+    assert (
+        "logs:    json; gateway access log combined, request IDs on; static API access log off, request IDs off"
+        in out.getvalue().splitlines()
+    )
