@@ -38,6 +38,7 @@ from .protocol import (
     REQUEST_ID,
     RequestHead,
     choose_request_id,
+    log_extra,
     log_request_id,
     log_target,
     public_origin,
@@ -162,13 +163,14 @@ class Forwarder:
 
     async def _fail(self, scope: Scope, send: Send, record: _Record, route: Route, exc: ProxyError) -> None:
         method, path, tag = scope["method"], log_target(scope), log_request_id(record.request_id)
+        extra = log_extra(record.request_id)
         if record.started:
-            log.warning("%s %s -> %s: %s; response cut short%s", method, path, route.label, exc, tag)
+            log.warning("%s %s -> %s: %s; response cut short%s", method, path, route.label, exc, tag, extra=extra)
             return  # ending the response short is all that is left: the server closes the connection
         record.status = outcome(exc).status
         if isinstance(exc, ClientGone):
             return  # the status is for the access log only: nobody is listening
-        log.warning("%s %s -> %s: %s%s", method, path, route.label, exc, tag)
+        log.warning("%s %s -> %s: %s%s", method, path, route.label, exc, tag, extra=extra)
         await answer_error(scope, send, exc, route, record.request_id)
 
     async def _forward(
@@ -205,7 +207,7 @@ class Forwarder:
         async def attempt(target: Address) -> UpstreamResponse:
             return await self._exchange_with(target, request, head, body, receive)
 
-        return await upstreams.first(attempt, self.clock(), route.label)
+        return await upstreams.first(attempt, self.clock(), route.label, head.request_id)
 
     async def _exchange_with(
         self, target: Address, request: h11.Request, head: RequestHead, body: RequestBody, receive: Receive
@@ -219,7 +221,8 @@ class Forwarder:
                 exc, reused=reused, nothing_sent=not conn.wrote, replayable=head.idempotent and body.empty
             ):
                 raise
-            log.info("%s:%d closed a pooled connection (%s); retrying on a new one", *target, exc)
+            tag, extra = log_request_id(head.request_id), log_extra(head.request_id)
+            log.info("%s:%d closed a pooled connection (%s); retrying on a new one%s", *target, exc, tag, extra=extra)
         except BaseException:
             await _discard(conn)
             raise

@@ -55,6 +55,7 @@ from .pool import Clock, Pool
 from .protocol import (
     REQUEST_ID,
     choose_request_id,
+    log_extra,
     log_request_id,
     log_target,
     raw_path,
@@ -100,12 +101,12 @@ class WebSocketProxy:
         raw = raw_path(scope)
         path = upstream_target(raw[matched:] if route.strip else raw, scope.get("query_string", b""))
         request_id = choose_request_id(scope["headers"]) if self.request_id else None
-        tag = log_request_id(request_id)
+        tag, extra = log_request_id(request_id), log_extra(request_id)
         try:
             host, headers = websocket_headers(scope, route.prefix if route.strip else "", request_id)
-            stream = await self._connect(route)
+            stream = await self._connect(route, request_id)
         except ProxyError as exc:
-            log.warning("websocket %s -> %s: %s%s", log_target(scope), route.label, exc, tag)
+            log.warning("websocket %s -> %s: %s%s", log_target(scope), route.label, exc, tag, extra=extra)
             await deny(scope, send, exc, route, request_id)
             return
         try:
@@ -120,28 +121,29 @@ class WebSocketProxy:
                 await stream.send(_handshake_bytes(ws, request))
                 answer = await self._handshake(stream, ws)
             except ProxyError as exc:
-                log.warning("websocket %s -> %s: %s%s", log_target(scope), route.label, exc, tag)
+                log.warning("websocket %s -> %s: %s%s", log_target(scope), route.label, exc, tag, extra=extra)
                 await deny(scope, send, exc, route, request_id)
                 return
             if isinstance(answer, RejectConnection):
                 status = answer.status_code
-                log.info("websocket %s -> %s: upstream refused with %d%s", log_target(scope), route.label, status, tag)
+                where = log_target(scope)
+                log.info("websocket %s -> %s: upstream refused with %d%s", where, route.label, status, tag, extra=extra)
                 await self._relay_refusal(scope, send, stream, ws, answer, request_id)
                 return
             accept: AsgiMessage = {"type": "websocket.accept", "subprotocol": answer.subprotocol}
             if request_id is not None:
                 accept["headers"] = [(REQUEST_ID, request_id)]  # the server adds them to its 101 (ASGI spec 2.1)
             await send(accept)
-            await Bridge(receive, send, stream, ws, self.max_message, self.send_timeout, tag).run()
+            await Bridge(receive, send, stream, ws, self.max_message, self.send_timeout, request_id).run()
         finally:
             with anyio.CancelScope(shield=True):
                 await stream.aclose()
 
-    async def _connect(self, route: Route) -> NetworkStream:
+    async def _connect(self, route: Route, request_id: bytes | None) -> NetworkStream:
         async def attempt(target: Address) -> NetworkStream:
             return (await self.pool.connect(target)).stream
 
-        return await route.upstreams.first(attempt, self.clock(), route.label)
+        return await route.upstreams.first(attempt, self.clock(), route.label, request_id)
 
     async def _handshake(self, stream: NetworkStream, ws: WSConnection) -> AcceptConnection | RejectConnection:
         """The upstream's answer to the handshake; frames after it stay buffered in `ws`.
@@ -249,7 +251,7 @@ class Bridge:
         ws: WSConnection,
         max_message: int,
         send_timeout: float,
-        tag: str = "",
+        request_id: bytes | None = None,
     ) -> None:
         self.receive = receive
         self.send = send
@@ -257,7 +259,8 @@ class Bridge:
         self.ws = ws
         self.max_message = max_message
         self.send_timeout = send_timeout or math.inf
-        self.tag = tag  # ends the session's log lines: ` request_id=...` (protocol.log_request_id)
+        self.tag = log_request_id(request_id)  # ends the session's log lines: ` request_id=...`
+        self.extra = log_extra(request_id)  # and is their `request_id` field in JSON
         self.client_gone = False
 
     async def run(self) -> None:
@@ -291,7 +294,7 @@ class Bridge:
             await self._end_stuck(stuck)
 
     async def _end_stuck(self, stuck: _Stuck) -> None:
-        log.warning("websocket: %s; closing the session%s", stuck, self.tag)
+        log.warning("websocket: %s; closing the session%s", stuck, self.tag, extra=self.extra)
         with anyio.move_on_after(CLOSE_TIMEOUT):
             if stuck.upstream:
                 await self._to_client({"type": "websocket.close", "code": 1011, "reason": "upstream not reading"})
@@ -349,7 +352,7 @@ class Bridge:
             except ConnectionError:
                 chunk = b""
             except ProtocolError as exc:
-                log.warning("websocket: upstream broke the protocol: %s%s", exc, self.tag)
+                log.warning("websocket: upstream broke the protocol: %s%s", exc, self.tag, extra=self.extra)
                 return 1011, "upstream broke the WebSocket protocol"
             if not chunk:
                 return 1011, "upstream connection lost"
@@ -379,7 +382,7 @@ class Bridge:
         try:
             data = self.ws.send(event)
         except ProtocolError as exc:  # wsproto refuses to send after a close: nothing left to say
-            log.debug("websocket: not sent upstream: %r", exc)
+            log.debug("websocket: not sent upstream: %r%s", exc, self.tag, extra=self.extra)
             return
         try:
             with anyio.fail_after(self.send_timeout):

@@ -32,6 +32,7 @@ def test_json_mode_access_lines_and_a_workers_warning(stack: StackFactory) -> No
     # A record of the worker's own qkhyper loggers, JSON too.
     [warning] = [o for o in objects if o.get("logger") == "qkhyper.proxy"]
     assert warning["level"] == "warning" and f"connect to 127.0.0.1:{dead} failed" in warning["msg"]
+    assert warning["request_id"] == access[1]["request_id"]  # the warning and its access line share the ID
     assert any(o["msg"].startswith("route /up -> ") for o in objects if o["app"] == "qkhyper")
     assert s.serve is not None
     assert json_objects(s.serve.lines)  # serve read log_format from the same file

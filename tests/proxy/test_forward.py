@@ -727,33 +727,44 @@ async def test_failure_and_retry_log_lines(caplog: pytest.LogCaptureFixture) -> 
     core, _ = make_core([stale, MockStream([response()]), ConnectionRefusedError(111, "Connection refused")])
     with caplog.at_level(logging.INFO, "qkhyper.proxy"):
         await call(core, http_scope(), Client())
-        await call(core, http_scope(), Client())  # retried
+        await call(core, http_scope(headers=[(b"host", b"gw.test"), (b"x-request-id", b"req-0")]), Client())  # retried
         await trio.sleep(5)  # the pooled connection expires
         await call(core, http_scope("/up/gone", headers=WITH_ID), Client())
     messages = [r.getMessage() for r in caplog.records]
     assert messages == [
         "up.test:9000 closed a pooled connection (upstream closed the connection without a response);"
-        " retrying on a new one",
+        " retrying on a new one request_id=req-0",
         "GET /up/gone -> /up: connect to up.test:9000 failed: Connection refused request_id=req-1",
     ]
+    assert [r.request_id for r in caplog.records] == ["req-0", "req-1"]  # the field of the JSON line
 
 
 async def test_skipped_target_log_line(caplog: pytest.LogCaptureFixture) -> None:
     core, _ = make_core([ConnectionRefusedError(111, "Connection refused"), MockStream([response()])])
     with caplog.at_level(logging.WARNING, "qkhyper.proxy"):
-        await call(core, http_scope(), Client(), route(core, targets=[("a", 1), ("b", 2)]))
-    assert [r.getMessage() for r in caplog.records] == [
-        "/up: connect to a:1 failed: Connection refused; skipping it for a while"
+        await call(core, http_scope(headers=WITH_ID), Client(), route(core, targets=[("a", 1), ("b", 2)]))
+    assert [(r.getMessage(), r.request_id) for r in caplog.records] == [
+        ("/up: connect to a:1 failed: Connection refused; skipping it for a while request_id=req-1", "req-1")
     ]
+
+
+async def test_request_ids_off_leave_the_lines_without_one(caplog: pytest.LogCaptureFixture) -> None:
+    streams = [ConnectionRefusedError(111, "Connection refused"), ConnectionRefusedError(111, "Connection refused")]
+    core, _ = make_core(streams, settings(request_id=False))
+    with caplog.at_level(logging.WARNING, "qkhyper.proxy"):
+        await call(core, http_scope(headers=WITH_ID), Client(), route(core, targets=[("a", 1), ("b", 2)]))
+    assert len(caplog.records) == 2
+    assert all("request_id" not in r.getMessage() and not hasattr(r, "request_id") for r in caplog.records)
 
 
 async def test_cut_short_log_line(caplog: pytest.LogCaptureFixture) -> None:
     core, _ = make_core([MockStream([response(200, b"abcdef")[:-3], b""])])
     with caplog.at_level(logging.WARNING, "qkhyper.proxy"):
         await call(core, http_scope(headers=WITH_ID), Client())
-    (message,) = [r.getMessage() for r in caplog.records]
+    (record,) = caplog.records
+    message = record.getMessage()
     assert message.startswith("GET /up/x -> /up: upstream closed in the middle of the body (")
-    assert message.endswith("); response cut short request_id=req-1")
+    assert message.endswith("); response cut short request_id=req-1") and record.request_id == "req-1"
 
 
 # --- paths, Location and limits ----------------------------------------------------------------
