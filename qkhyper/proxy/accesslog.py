@@ -60,6 +60,29 @@ class CountingSend:
             self.sent += len(body)
 
 
+class SessionLine(CountingSend):
+    """A proxied WebSocket's access line, filled in as the session goes, written when it ends.
+
+    `status` is 101 once accepted, else the refusal's; `sent` counts a refusal's
+    body (as `CountingSend`) and the message bytes sent to the client (the
+    bridge adds them), `received` the message bytes the client sent.
+    """
+
+    __slots__ = ("received", "request_id", "status", "target")
+
+    def __init__(self, send: Send) -> None:
+        super().__init__(send)
+        self.status = 0
+        self.target: Address | None = None
+        self.request_id: bytes | None = None
+        self.received = 0
+
+    def log(self, scope: Scope, route: str, elapsed_ms: float, access_log_format: str) -> None:
+        fields = access_fields(scope, self.status, route, self.target, elapsed_ms, self.request_id, self.sent)
+        fields["bytes_in"] = self.received
+        log_access(scope, fields, access_log_format)
+
+
 def access_fields(
     scope: Scope,
     status: int,
