@@ -248,6 +248,16 @@ def tls_lines(settings: Settings) -> list[str]:
     return lines
 
 
+def log_line(settings: Settings) -> str:
+    """`check`'s line on logging: log_format, then each proxy's access line (its format, or off) and request IDs."""
+    qk = settings.qkhyper
+    parts = [f"logs:    {qk.log_format}"]
+    for label, table in (("gateway", qk.gateway), ("static API", qk.static)):
+        access = f"access log {table.access_log_format}" if table.access_log else "access log off"
+        parts.append(f"{label} {access}, request IDs {'on' if table.request_id else 'off'}")
+    return "; ".join(parts)
+
+
 def first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
     """The one error worth reporting from a nursery's exception group."""
     for exc in group.exceptions:
@@ -276,6 +286,7 @@ def check(settings: Settings, stream: TextIO | None = None) -> int:
     out.write(f"control: {where}\n")
     for line in tls_lines(settings):
         out.write(line + "\n")
+    out.write(log_line(settings) + "\n")
     for line in [*start_warnings(settings), *static_warnings(settings)]:
         out.write(f"warning: {line}\n")
     rows = [("app", "prefix", "listen", "workers", "target")]

@@ -18,7 +18,7 @@ from typing import Any
 from . import __version__, api
 from .config import Settings, load_settings
 from .config.hypercorn_values import LOG_LEVELS
-from .config.model import BACKENDS, LOG_FORMATS, WORKER_CLASSES
+from .config.model import ACCESS_LOG_FORMATS, BACKENDS, LOG_FORMATS, WORKER_CLASSES
 from .control import commands
 from .errors import QkhyperError
 from .jsonlog import dumps, plain_fields
@@ -104,12 +104,29 @@ def _server_options(parser: argparse.ArgumentParser, table: str, port: int) -> N
     _runtime(parser)
 
 
+def _access_log_options(parser: argparse.ArgumentParser, table: str) -> None:
+    """The proxy's access line: `access_log` and `access_log_format` of `[qkhyper.<table>]`."""
+    where = "each request to the API prefix" if table == "static" else "each proxied request"
+    parser.add_argument(
+        "--access-log",
+        action=argparse.BooleanOptionalAction,
+        help=f"log {where}: route, status, bytes, upstream, time, request ID (default: off)",
+    )
+    parser.add_argument(
+        "--access-log-format",
+        choices=ACCESS_LOG_FORMATS,
+        help=f"Apache's combined line plus the proxy's fields, or JSON (default: [qkhyper.{table}] "
+        "access_log_format, combined)",
+    )
+
+
 def _add_static(sub: Any) -> None:
     text = "serve a built single-page app, with the API prefix proxied"
     parser = sub.add_parser("static", aliases=["serve_static"], help=text, description=text, epilog=EPILOG)
     parser.add_argument("--root", help="folder of the built frontend (default: [qkhyper.static] root, ./static)")
     parser.add_argument("--api-prefix", help="path prefix proxied to --api-target (default: /api)")
     parser.add_argument("--api-target", help="where API requests go (default: http://127.0.0.1:8000)")
+    _access_log_options(parser, "static")
     _server_options(parser, "static", 8080)
     parser.set_defaults(command="static")
 
@@ -137,7 +154,7 @@ def _add_gateway(sub: Any) -> None:
     )
     parser.add_argument("--connect-timeout", type=float, metavar="S", help="upstream connect timeout (default: 5)")
     parser.add_argument("--read-timeout", type=float, metavar="S", help="wait for response headers (default: 60)")
-    parser.add_argument("--access-log", action=flag, help="log route, status and upstream time (default: off)")
+    _access_log_options(parser, "gateway")
     _server_options(parser, "gateway", 8000)
     parser.set_defaults(command="gateway")
 
@@ -213,12 +230,15 @@ _OVERRIDES: dict[str, dict[str, tuple[str, ...]]] = {
         "connect_timeout": ("gateway", "connect_timeout"),
         "read_timeout": ("gateway", "read_timeout"),
         "access_log": ("gateway", "access_log"),
+        "access_log_format": ("gateway", "access_log_format"),
     },
     "static": {
         "port": ("static", "port"),
         "root": ("static", "root"),
         "api_prefix": ("static", "api_prefix"),
         "api_target": ("static", "api_target"),
+        "access_log": ("static", "access_log"),
+        "access_log_format": ("static", "access_log_format"),
     },
 }
 

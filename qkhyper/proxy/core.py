@@ -58,6 +58,8 @@ class ProxyCore:
             send_timeout=settings.send_timeout,
             max_message=settings.ws_max_message_size,
             request_id=settings.request_id,
+            access_log=settings.access_log,
+            access_log_format=settings.access_log_format,
             clock=clock,
         )
 

@@ -21,7 +21,7 @@ import h11
 from ..asgi.responses import answer_json
 from ..asgi.types import Receive, Scope, Send
 from ..config.model import Address, ProxySettings
-from .accesslog import access_fields, access_message
+from .accesslog import CountingSend, access_fields, log_access
 from .bodies import RequestBody, ResponseBody
 from .connection import UpstreamConnection
 from .errors import (
@@ -38,6 +38,7 @@ from .protocol import (
     REQUEST_ID,
     RequestHead,
     choose_request_id,
+    log_extra,
     log_request_id,
     log_target,
     public_origin,
@@ -50,7 +51,6 @@ from .protocol import (
 from .watchdog import Watchdog
 
 log = logging.getLogger("qkhyper.proxy")
-access_log = logging.getLogger("qkhyper.access")
 
 # Bodies up to this size with a Content-Length are relayed without a disconnect watcher.
 SMALL_BODY = 1024 * 1024
@@ -148,26 +148,29 @@ class Forwarder:
         started = self.clock()
         record = _Record(choose_request_id(scope["headers"]) if self.settings.request_id else None)
         target: Address | None = None
+        counted = CountingSend(send) if self.settings.access_log else None  # the size of the access line
         try:
-            target = await self._forward(scope, receive, send, record, route, matched)
+            target = await self._forward(scope, receive, counted or send, record, route, matched)
         except ProxyError as exc:
-            await self._fail(scope, send, record, route, exc)
+            await self._fail(scope, counted or send, record, route, exc)
         finally:
-            if self.settings.access_log:
+            if counted is not None:
                 elapsed_ms = (self.clock() - started) * 1000
-                _log_access(
-                    scope, record.status, route, target, elapsed_ms, record.request_id, self.settings.access_log_format
+                fields = access_fields(
+                    scope, record.status, route.label, target, elapsed_ms, record.request_id, counted.sent
                 )
+                log_access(scope, fields, self.settings.access_log_format)
 
     async def _fail(self, scope: Scope, send: Send, record: _Record, route: Route, exc: ProxyError) -> None:
         method, path, tag = scope["method"], log_target(scope), log_request_id(record.request_id)
+        extra = log_extra(record.request_id)
         if record.started:
-            log.warning("%s %s -> %s: %s; response cut short%s", method, path, route.label, exc, tag)
+            log.warning("%s %s -> %s: %s; response cut short%s", method, path, route.label, exc, tag, extra=extra)
             return  # ending the response short is all that is left: the server closes the connection
         record.status = outcome(exc).status
         if isinstance(exc, ClientGone):
             return  # the status is for the access log only: nobody is listening
-        log.warning("%s %s -> %s: %s%s", method, path, route.label, exc, tag)
+        log.warning("%s %s -> %s: %s%s", method, path, route.label, exc, tag, extra=extra)
         await answer_error(scope, send, exc, route, record.request_id)
 
     async def _forward(
@@ -204,7 +207,7 @@ class Forwarder:
         async def attempt(target: Address) -> UpstreamResponse:
             return await self._exchange_with(target, request, head, body, receive)
 
-        return await upstreams.first(attempt, self.clock(), route.label)
+        return await upstreams.first(attempt, self.clock(), route.label, head.request_id)
 
     async def _exchange_with(
         self, target: Address, request: h11.Request, head: RequestHead, body: RequestBody, receive: Receive
@@ -218,7 +221,8 @@ class Forwarder:
                 exc, reused=reused, nothing_sent=not conn.wrote, replayable=head.idempotent and body.empty
             ):
                 raise
-            log.info("%s:%d closed a pooled connection (%s); retrying on a new one", *target, exc)
+            tag, extra = log_request_id(head.request_id), log_extra(head.request_id)
+            log.info("%s:%d closed a pooled connection (%s); retrying on a new one%s", *target, exc, tag, extra=extra)
         except BaseException:
             await _discard(conn)
             raise
@@ -406,16 +410,3 @@ async def answer_error(scope: Scope, send: Send, exc: ProxyError, route: Route, 
 
 # After these the client's connection may hold bytes nobody read (a body, a smuggled request): close it.
 _CLOSE = frozenset({400, 408, 413})
-
-
-def _log_access(
-    scope: Scope,
-    status: int,
-    route: Route,
-    target: Address | None,
-    elapsed_ms: float,
-    request_id: bytes | None,
-    access_log_format: str,
-) -> None:
-    fields = access_fields(scope, status, route.label, target, elapsed_ms, request_id)
-    access_log.info("%s", access_message(scope, fields, access_log_format, time.time()), extra=fields)

@@ -21,6 +21,7 @@ from ..config.model import Address
 from .backend import NetworkBackend
 from .connection import UpstreamConnection
 from .errors import ConnectFailed, ConnectTimeout
+from .protocol import log_extra, log_request_id
 
 Clock = Callable[[], float]
 T = TypeVar("T")
@@ -108,11 +109,14 @@ class Pool:
 class Upstreams:
     """The targets of one route: round-robin, skipping those that refused recently."""
 
-    async def first(self, attempt: Callable[[Address], Awaitable[T]], now: float, label: str) -> T:
+    async def first(
+        self, attempt: Callable[[Address], Awaitable[T]], now: float, label: str, request_id: bytes | None = None
+    ) -> T:
         """`attempt(target)` on each target in turn until one does not refuse the connection.
 
         Nothing was sent to a target that refused, so the next may have the
-        request; the refusing one is skipped for DOWN_FOR seconds.
+        request; the refusing one is skipped for DOWN_FOR seconds. The line that
+        says so names the request's ID.
 
         Raises:
             ConnectFailed: every target refused (the last refusal); any other
@@ -123,7 +127,8 @@ class Upstreams:
             try:
                 return await attempt(target)
             except ConnectFailed as exc:
-                log.warning("%s: %s; skipping it for a while", label, exc)
+                tag, extra = log_request_id(request_id), log_extra(request_id)
+                log.warning("%s: %s; skipping it for a while%s", label, exc, tag, extra=extra)
                 self.mark_down(target, now)
         try:
             return await attempt(targets[-1])

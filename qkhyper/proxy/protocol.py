@@ -81,6 +81,7 @@ class RequestHead:
     headers: Headers  # Host first, then the client's end-to-end headers, then X-Forwarded-*
     length: int | None  # Content-Length of the body; None with chunked; 0 without a body
     chunked: bool
+    request_id: bytes | None = None  # the ID it carries, for the log lines about it (None: IDs off)
 
     @property
     def idempotent(self) -> bool:
@@ -157,7 +158,7 @@ def request_head(
     elif client.chunked:
         size = None
         headers.append((b"transfer-encoding", b"chunked"))
-    return RequestHead(scope["method"].encode(), target, headers, size, client.chunked)
+    return RequestHead(scope["method"].encode(), target, headers, size, client.chunked, request_id)
 
 
 def websocket_headers(
@@ -379,6 +380,15 @@ def log_request_id(request_id: bytes | None) -> str:
     Safe to log as it is: `accepted_request_id` let only plain characters through.
     """
     return "" if request_id is None else " request_id=" + request_id.decode("ascii")
+
+
+def log_extra(request_id: bytes | None) -> dict[str, str] | None:
+    """`extra=` of a log record about a request: the `request_id` field of its JSON line (None: IDs off).
+
+    Every line about a request ends with `log_request_id` *and* passes this, so
+    the ID is in the text line and a field of the JSON object alike.
+    """
+    return None if request_id is None else {"request_id": request_id.decode("ascii")}
 
 
 def request_host(scope: MutableMapping[str, Any]) -> bytes:

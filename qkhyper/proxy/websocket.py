@@ -47,14 +47,16 @@ from wsproto.utilities import ProtocolError
 from ..asgi.types import Message as AsgiMessage
 from ..asgi.types import Receive, Scope, Send
 from ..config.model import Address
+from .accesslog import SessionLine
 from .backend import NetworkStream
-from .connection import READ_SIZE
+from .connection import READ_SIZE, UpstreamConnection
 from .errors import BadRequest, MalformedResponse, ProxyError, ResponseHeadTimeout, UpstreamClosed, outcome
 from .forward import Route, answer_error
 from .pool import Clock, Pool
 from .protocol import (
     REQUEST_ID,
     choose_request_id,
+    log_extra,
     log_request_id,
     log_target,
     raw_path,
@@ -86,9 +88,13 @@ class WebSocketProxy:
         send_timeout: float,
         max_message: int,
         request_id: bool,
+        access_log: bool = False,
+        access_log_format: str = "combined",
         clock: Clock = time.monotonic,
     ) -> None:
         self.pool = pool
+        self.access_log = access_log
+        self.access_log_format = access_log_format
         self.read_timeout = read_timeout
         self.send_timeout = send_timeout
         self.max_message = max_message
@@ -96,18 +102,31 @@ class WebSocketProxy:
         self.clock = clock
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send, route: Route, matched: int) -> None:
+        """Proxy one session; with access_log, its line when it ends (`send` counted only then)."""
+        line = SessionLine(send)
+        started = self.clock()
+        try:
+            await self._session(scope, receive, line if self.access_log else send, route, matched, line)
+        finally:
+            if self.access_log:
+                line.log(scope, route.label, (self.clock() - started) * 1000, self.access_log_format)
+
+    async def _session(
+        self, scope: Scope, receive: Receive, send: Send, route: Route, matched: int, line: SessionLine
+    ) -> None:
         await receive()  # websocket.connect
         raw = raw_path(scope)
         path = upstream_target(raw[matched:] if route.strip else raw, scope.get("query_string", b""))
-        request_id = choose_request_id(scope["headers"]) if self.request_id else None
-        tag = log_request_id(request_id)
+        request_id = line.request_id = choose_request_id(scope["headers"]) if self.request_id else None
+        tag, extra = log_request_id(request_id), log_extra(request_id)
         try:
             host, headers = websocket_headers(scope, route.prefix if route.strip else "", request_id)
-            stream = await self._connect(route)
+            conn = await self._connect(route, request_id)
         except ProxyError as exc:
-            log.warning("websocket %s -> %s: %s%s", log_target(scope), route.label, exc, tag)
-            await deny(scope, send, exc, route, request_id)
+            log.warning("websocket %s -> %s: %s%s", log_target(scope), route.label, exc, tag, extra=extra)
+            line.status = await deny(scope, send, exc, route, request_id)
             return
+        stream, line.target = conn.stream, conn.target
         try:
             ws = WSConnection(ConnectionType.CLIENT)
             request = Request(
@@ -120,28 +139,30 @@ class WebSocketProxy:
                 await stream.send(_handshake_bytes(ws, request))
                 answer = await self._handshake(stream, ws)
             except ProxyError as exc:
-                log.warning("websocket %s -> %s: %s%s", log_target(scope), route.label, exc, tag)
-                await deny(scope, send, exc, route, request_id)
+                log.warning("websocket %s -> %s: %s%s", log_target(scope), route.label, exc, tag, extra=extra)
+                line.status = await deny(scope, send, exc, route, request_id)
                 return
             if isinstance(answer, RejectConnection):
-                status = answer.status_code
-                log.info("websocket %s -> %s: upstream refused with %d%s", log_target(scope), route.label, status, tag)
+                status = line.status = answer.status_code
+                where = log_target(scope)
+                log.info("websocket %s -> %s: upstream refused with %d%s", where, route.label, status, tag, extra=extra)
                 await self._relay_refusal(scope, send, stream, ws, answer, request_id)
                 return
             accept: AsgiMessage = {"type": "websocket.accept", "subprotocol": answer.subprotocol}
             if request_id is not None:
                 accept["headers"] = [(REQUEST_ID, request_id)]  # the server adds them to its 101 (ASGI spec 2.1)
             await send(accept)
-            await Bridge(receive, send, stream, ws, self.max_message, self.send_timeout, tag).run()
+            line.status = 101
+            await Bridge(receive, send, stream, ws, self.max_message, self.send_timeout, line).run()
         finally:
             with anyio.CancelScope(shield=True):
                 await stream.aclose()
 
-    async def _connect(self, route: Route) -> NetworkStream:
-        async def attempt(target: Address) -> NetworkStream:
-            return (await self.pool.connect(target)).stream
+    async def _connect(self, route: Route, request_id: bytes | None) -> UpstreamConnection:
+        async def attempt(target: Address) -> UpstreamConnection:
+            return await self.pool.connect(target)
 
-        return await route.upstreams.first(attempt, self.clock(), route.label)
+        return await route.upstreams.first(attempt, self.clock(), route.label, request_id)
 
     async def _handshake(self, stream: NetworkStream, ws: WSConnection) -> AcceptConnection | RejectConnection:
         """The upstream's answer to the handshake; frames after it stay buffered in `ws`.
@@ -216,13 +237,13 @@ def _can_deny(scope: Scope) -> bool:
     return "websocket.http.response" in (scope.get("extensions") or {})
 
 
-async def deny(scope: Scope, send: Send, exc: ProxyError, route: Route, request_id: bytes | None) -> None:
-    """Refuse a WebSocket as the HTTP error the same failure gets on a plain request."""
+async def deny(scope: Scope, send: Send, exc: ProxyError, route: Route, request_id: bytes | None) -> int:
+    """Refuse a WebSocket as the HTTP error the same failure gets on a plain request; the status the client gets."""
     if not _can_deny(scope):  # without the extension a close is all there is: 1011 unless it was the client's fault
         await send({"type": "websocket.close", "code": 1008 if outcome(exc).status == 400 else 1011})
-        return
-
+        return 403  # what the server answers a close before the accept
     await answer_error(scope, send, exc, route, request_id)
+    return outcome(exc).status
 
 
 class _Stuck(Exception):
@@ -249,7 +270,7 @@ class Bridge:
         ws: WSConnection,
         max_message: int,
         send_timeout: float,
-        tag: str = "",
+        line: SessionLine,
     ) -> None:
         self.receive = receive
         self.send = send
@@ -257,7 +278,9 @@ class Bridge:
         self.ws = ws
         self.max_message = max_message
         self.send_timeout = send_timeout or math.inf
-        self.tag = tag  # ends the session's log lines: ` request_id=...` (protocol.log_request_id)
+        self.line = line  # its access line: the message bytes either way are added to it
+        self.tag = log_request_id(line.request_id)  # ends the session's log lines: ` request_id=...`
+        self.extra = log_extra(line.request_id)  # and is their `request_id` field in JSON
         self.client_gone = False
 
     async def run(self) -> None:
@@ -291,7 +314,7 @@ class Bridge:
             await self._end_stuck(stuck)
 
     async def _end_stuck(self, stuck: _Stuck) -> None:
-        log.warning("websocket: %s; closing the session%s", stuck, self.tag)
+        log.warning("websocket: %s; closing the session%s", stuck, self.tag, extra=self.extra)
         with anyio.move_on_after(CLOSE_TIMEOUT):
             if stuck.upstream:
                 await self._to_client({"type": "websocket.close", "code": 1011, "reason": "upstream not reading"})
@@ -315,6 +338,7 @@ class Bridge:
                 await self._send_upstream(TextMessage(data=text))
             elif data is not None:
                 await self._send_upstream(BytesMessage(data=data))
+            self.line.received += size
 
     async def _too_big(self) -> None:
         reason = f"message over {self.max_message} bytes"
@@ -337,7 +361,7 @@ class Bridge:
                             await self._too_big()
                             return MESSAGE_TOO_BIG, "message too big"
                         if event.message_finished:
-                            await self._deliver(parts)
+                            await self._deliver(parts, size)
                             parts, size = [], 0
                     elif isinstance(event, Ping):
                         await self._send_upstream(event.response())
@@ -349,17 +373,19 @@ class Bridge:
             except ConnectionError:
                 chunk = b""
             except ProtocolError as exc:
-                log.warning("websocket: upstream broke the protocol: %s%s", exc, self.tag)
+                log.warning("websocket: upstream broke the protocol: %s%s", exc, self.tag, extra=self.extra)
                 return 1011, "upstream broke the WebSocket protocol"
             if not chunk:
                 return 1011, "upstream connection lost"
             self.ws.receive_data(chunk)
 
-    async def _deliver(self, parts: list[str | bytes]) -> None:
+    async def _deliver(self, parts: list[str | bytes], size: int) -> None:
         if isinstance(parts[0], str):
             await self._to_client({"type": "websocket.send", "text": "".join(parts)})  # type: ignore[arg-type]
         else:
             await self._to_client({"type": "websocket.send", "bytes": b"".join(parts)})  # type: ignore[arg-type]
+        if not self.client_gone:  # else it was not sent
+            self.line.sent += size
 
     async def _to_client(self, message: AsgiMessage) -> None:
         """Send to the client within send_timeout; a client that has left takes nothing more."""
@@ -379,7 +405,7 @@ class Bridge:
         try:
             data = self.ws.send(event)
         except ProtocolError as exc:  # wsproto refuses to send after a close: nothing left to say
-            log.debug("websocket: not sent upstream: %r", exc)
+            log.debug("websocket: not sent upstream: %r%s", exc, self.tag, extra=self.extra)
             return
         try:
             with anyio.fail_after(self.send_timeout):

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import pytest
 
+from qkhyper import api
 from qkhyper.cli import build_parser, load
 from tests.conftest import Qkhyper, free_port, get, run_cli, write_config
 
@@ -92,3 +94,33 @@ def test_log_flags_override_the_config_keys(project: Path, command: str) -> None
     args = build_parser().parse_args([command, "--config", str(config), "--log-format", "json", "--log-level", "DEBUG"])
     settings = load(args)
     assert settings.qkhyper.log_format == "json" and settings.hypercorn["loglevel"] == "debug"
+
+
+@pytest.mark.parametrize("command", ["gateway", "static"])
+def test_access_log_flags_override_their_tables_keys(project: Path, command: str) -> None:
+    """--access-log-format is access_log_format of the command's own table (static's API prefix shares the core)."""
+    config = write_config(project, [{"name": "users", "app": "apps.probe:app"}])
+    config.write_text(config.read_text() + f'\n[qkhyper.{command}]\naccess_log_format = "combined"\n')
+    plain = load(build_parser().parse_args([command, "--config", str(config)]))
+    assert getattr(plain.qkhyper, command).access_log_format == "combined"
+    args = [command, "--config", str(config), "--access-log", "--access-log-format", "json"]
+    table = getattr(load(build_parser().parse_args(args)).qkhyper, command)
+    assert (table.access_log, table.access_log_format) == (True, "json")
+    other = "static" if command == "gateway" else "gateway"
+    assert getattr(load(build_parser().parse_args(args)).qkhyper, other).access_log_format == "combined"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([command, "--access-log-format", "apache"])
+
+
+def test_check_prints_the_log_settings(project: Path) -> None:
+    config = write_config(project, [{"name": "users", "app": "apps.probe:app"}], qkhyper='log_format = "json"')
+    tables = (
+        '\n[qkhyper.gateway]\naccess_log = true\n[qkhyper.static]\nrequest_id = false\naccess_log_format = "json"\n'
+    )
+    config.write_text(config.read_text() + tables)
+    out = io.StringIO()
+    assert api.check(load(build_parser().parse_args(["check", "--config", str(config)])), out) == 0
+    assert (
+        "logs:    json; gateway access log combined, request IDs on; static API access log off, request IDs off"
+        in out.getvalue().splitlines()
+    )

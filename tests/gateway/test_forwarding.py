@@ -184,11 +184,16 @@ def test_gateway_workers_and_graceful_stop(stack: StackFactory) -> None:
     assert s.gateway.wait() == 0
 
 
-def test_access_log(stack: StackFactory) -> None:
-    s = stack(("--access-log",))
-    get(f"{s.url}/up/echo")
-    line = rf'"GET /up/echo HTTP/1.1" 200 - "-" "python-httpx/[^"]+" /up 127.0.0.1:{s.upstream_port} [\d.]+ms [0-9a-f]{{32}}$'
-    s.gateway.wait_for(r"^gateway \| \d+\.\d+\.\d+\.\d+ - - \[[^]]+\] " + line)
+@pytest.mark.parametrize("backend", ["hypercorn", "uvicorn"])
+def test_access_log(stack: StackFactory, backend: str) -> None:
+    """The size is the body bytes the client got: a body with a length, and a chunked stream."""
+    s = stack(("--access-log", "--backend", backend))
+    size = len(get(f"{s.url}/up/echo").content)
+    line = rf'"GET /up/echo HTTP/1.1" 200 {size} "-" "python-httpx/[^"]+" /up 127.0.0.1:{s.upstream_port} '
+    s.gateway.wait_for(r"^gateway \| \d+\.\d+\.\d+\.\d+ - - \[[^]]+\] " + line + r"[\d.]+ms [0-9a-f]{32}$")
+    streamed = get(f"{s.url}/up/download?size=3000000")
+    assert len(streamed.content) == 3_000_000 and "content-length" not in streamed.headers
+    s.gateway.wait_for(r'"GET /up/download HTTP/1.1" 200 3000000 "-" ')  # the path is logged without its query
 
 
 def test_route_table_from_port_map(stack: StackFactory) -> None:

@@ -8,7 +8,7 @@ import pytest
 
 from qkhyper.jsonlog import dumps
 from qkhyper.proxy.accesslog import access_fields, access_message, combined_line
-from tests.proxy.harness import http_scope
+from tests.proxy.harness import http_scope, ws_scope
 
 NOW = 1_795_776_060.9  # 27/Nov/2026:10:41:00 UTC
 
@@ -20,12 +20,17 @@ def test_fields() -> None:
         "method": "PUT",
         "path": "/up/items",
         "status": 201,
+        "bytes": 0,
         "route": "/up",
         "upstream": "up.test:9000",
         "duration_ms": 250.0,
         "request_id": None,  # request IDs off
     }
     assert access_fields(scope, 201, "/up", None, 1.0, b"req-1")["request_id"] == "req-1"
+    assert access_fields(scope, 201, "/up", None, 1.0, None, 7)["bytes"] == 7
+    websocket = ws_scope("/up/ws")
+    del websocket["method"]  # a WebSocket scope has none: its handshake is a GET
+    assert access_fields(websocket, 101, "/up", None, 1.0)["method"] == "GET"
     no_target = access_fields({**scope, "client": None}, 502, "fallback", None, 0.0)
     assert no_target["upstream"] is None and no_target["client"] == "-"
 
@@ -60,6 +65,14 @@ def test_combined_line(headers: list[tuple[bytes, bytes]], raw_path: bytes, expe
     line = combined_line(scope, fields, NOW)
     assert line == expected
     assert "\n" not in line and line.isascii()
+
+
+def test_combined_size_is_the_bytes_sent_or_a_dash() -> None:
+    scope = http_scope("/up/items")
+    sized = combined_line(scope, access_fields(scope, 200, "/up", None, 1.0, b"r", 1234), NOW)
+    assert '"GET /up/items HTTP/1.1" 200 1234 "-" "-" /up - 1.0ms r' in sized
+    empty = combined_line(scope, access_fields(scope, 204, "/up", None, 1.0, b"r", 0), NOW)
+    assert '"GET /up/items HTTP/1.1" 204 - "-" "-" /up - 1.0ms r' in empty  # Apache's %b
 
 
 def test_message_by_access_log_format() -> None:

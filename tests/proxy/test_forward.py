@@ -669,7 +669,7 @@ async def test_access_log_line(caplog: pytest.LogCaptureFixture) -> None:
     [record] = caplog.records
     assert (
         untimed(record.getMessage())
-        == '192.0.2.7 - - [T] "PUT /up/items HTTP/1.1" 201 - "-" "-" /up up.test:9000 250.0ms req-1'
+        == '192.0.2.7 - - [T] "PUT /up/items HTTP/1.1" 201 1 "-" "-" /up up.test:9000 250.0ms req-1'
     )
     fields = ("route", "upstream", "duration_ms", "request_id")
     assert [getattr(record, key) for key in fields] == ["/up", "up.test:9000", 250.0, "req-1"]
@@ -681,13 +681,14 @@ async def test_access_log_json_style(caplog: pytest.LogCaptureFixture) -> None:
         await call(core, http_scope("/up/items", method="PUT", headers=WITH_ID), Client())
     [record] = caplog.records
     assert record.getMessage() == "PUT /up/items 201"
-    keys = ("client", "method", "path", "status", "route", "upstream", "request_id")
+    keys = ("client", "method", "path", "status", "bytes", "route", "upstream", "request_id")
     fields = {key: getattr(record, key) for key in keys}
     assert fields == {
         "client": "192.0.2.7",
         "method": "PUT",
         "path": "/up/items",
         "status": 201,
+        "bytes": 1,
         "route": "/up",
         "upstream": "up.test:9000",
         "request_id": "req-1",
@@ -704,8 +705,9 @@ async def test_access_log_of_a_failure_and_of_a_client_that_left(caplog: pytest.
     core, _ = make_core(streams, settings(access_log=True, request_id=False))
     gone = Client()
     gone.messages = [{"type": "http.request", "body": b""}]
+    refused = Client()
     with caplog.at_level(logging.INFO, "qkhyper.access"):
-        await call(core, http_scope(), Client())
+        await call(core, http_scope(), refused)
 
         async def leave() -> None:
             await trio.sleep(2)
@@ -715,7 +717,8 @@ async def test_access_log_of_a_failure_and_of_a_client_that_left(caplog: pytest.
             nursery.start_soon(leave)
             await core.handle(http_scope(), gone.receive, gone.send, route(core), 3)
     lines = [r.getMessage() for r in caplog.records if r.name == "qkhyper.access"]
-    assert untimed(lines[0]) == '192.0.2.7 - - [T] "GET /up/x HTTP/1.1" 502 - "-" "-" /up - 0.0ms -'  # IDs off
+    size = len(refused.body)  # the proxy's own JSON answer
+    assert untimed(lines[0]) == f'192.0.2.7 - - [T] "GET /up/x HTTP/1.1" 502 {size} "-" "-" /up - 0.0ms -'  # IDs off
     assert untimed(lines[1]) == '192.0.2.7 - - [T] "GET /up/x HTTP/1.1" 499 - "-" "-" /up - 2000.0ms -'
 
 
@@ -724,33 +727,44 @@ async def test_failure_and_retry_log_lines(caplog: pytest.LogCaptureFixture) -> 
     core, _ = make_core([stale, MockStream([response()]), ConnectionRefusedError(111, "Connection refused")])
     with caplog.at_level(logging.INFO, "qkhyper.proxy"):
         await call(core, http_scope(), Client())
-        await call(core, http_scope(), Client())  # retried
+        await call(core, http_scope(headers=[(b"host", b"gw.test"), (b"x-request-id", b"req-0")]), Client())  # retried
         await trio.sleep(5)  # the pooled connection expires
         await call(core, http_scope("/up/gone", headers=WITH_ID), Client())
     messages = [r.getMessage() for r in caplog.records]
     assert messages == [
         "up.test:9000 closed a pooled connection (upstream closed the connection without a response);"
-        " retrying on a new one",
+        " retrying on a new one request_id=req-0",
         "GET /up/gone -> /up: connect to up.test:9000 failed: Connection refused request_id=req-1",
     ]
+    assert [r.request_id for r in caplog.records] == ["req-0", "req-1"]  # the field of the JSON line
 
 
 async def test_skipped_target_log_line(caplog: pytest.LogCaptureFixture) -> None:
     core, _ = make_core([ConnectionRefusedError(111, "Connection refused"), MockStream([response()])])
     with caplog.at_level(logging.WARNING, "qkhyper.proxy"):
-        await call(core, http_scope(), Client(), route(core, targets=[("a", 1), ("b", 2)]))
-    assert [r.getMessage() for r in caplog.records] == [
-        "/up: connect to a:1 failed: Connection refused; skipping it for a while"
+        await call(core, http_scope(headers=WITH_ID), Client(), route(core, targets=[("a", 1), ("b", 2)]))
+    assert [(r.getMessage(), r.request_id) for r in caplog.records] == [
+        ("/up: connect to a:1 failed: Connection refused; skipping it for a while request_id=req-1", "req-1")
     ]
+
+
+async def test_request_ids_off_leave_the_lines_without_one(caplog: pytest.LogCaptureFixture) -> None:
+    streams = [ConnectionRefusedError(111, "Connection refused"), ConnectionRefusedError(111, "Connection refused")]
+    core, _ = make_core(streams, settings(request_id=False))
+    with caplog.at_level(logging.WARNING, "qkhyper.proxy"):
+        await call(core, http_scope(headers=WITH_ID), Client(), route(core, targets=[("a", 1), ("b", 2)]))
+    assert len(caplog.records) == 2
+    assert all("request_id" not in r.getMessage() and not hasattr(r, "request_id") for r in caplog.records)
 
 
 async def test_cut_short_log_line(caplog: pytest.LogCaptureFixture) -> None:
     core, _ = make_core([MockStream([response(200, b"abcdef")[:-3], b""])])
     with caplog.at_level(logging.WARNING, "qkhyper.proxy"):
         await call(core, http_scope(headers=WITH_ID), Client())
-    (message,) = [r.getMessage() for r in caplog.records]
+    (record,) = caplog.records
+    message = record.getMessage()
     assert message.startswith("GET /up/x -> /up: upstream closed in the middle of the body (")
-    assert message.endswith("); response cut short request_id=req-1")
+    assert message.endswith("); response cut short request_id=req-1") and record.request_id == "req-1"
 
 
 # --- paths, Location and limits ----------------------------------------------------------------
@@ -939,7 +953,7 @@ async def test_access_log_without_a_client_address(caplog: pytest.LogCaptureFixt
     with caplog.at_level(logging.INFO, "qkhyper.access"):
         await call(core, scope, Client())
     assert untimed(caplog.records[0].getMessage()).startswith(
-        '- - - [T] "GET /up/x HTTP/1.1" 200 - "-" "-" /up up.test:9000 '
+        '- - - [T] "GET /up/x HTTP/1.1" 200 2 "-" "-" /up up.test:9000 '
     )
 
 

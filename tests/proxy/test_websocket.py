@@ -319,6 +319,7 @@ async def test_refusals_and_failures_carry_the_request_id(caplog: pytest.LogCapt
         "websocket /up/ws -> /up: upstream refused with 403 request_id=ws-1",
         "websocket /up/ws -> /up: connect to up.test:9000 failed: Connection refused request_id=ws-1",
     ]
+    assert [r.request_id for r in caplog.records] == ["ws-1", "ws-1"]  # the field of the JSON line
 
 
 async def test_request_ids_off_leave_the_handshake_alone() -> None:
@@ -339,3 +340,4 @@ async def test_a_stuck_session_is_logged_with_its_request_id(caplog: pytest.LogC
     assert [r.getMessage() for r in caplog.records] == [
         "websocket: the client took nothing for 20 s; closing the session request_id=ws-1"
     ]
+    assert caplog.records[0].request_id == "ws-1"
