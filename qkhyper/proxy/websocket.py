@@ -47,8 +47,9 @@ from wsproto.utilities import ProtocolError
 from ..asgi.types import Message as AsgiMessage
 from ..asgi.types import Receive, Scope, Send
 from ..config.model import Address
+from ..metrics.recorder import ProxyMetrics
 from .backend import NetworkStream
-from .connection import READ_SIZE
+from .connection import READ_SIZE, UpstreamConnection
 from .errors import BadRequest, MalformedResponse, ProxyError, ResponseHeadTimeout, UpstreamClosed, outcome
 from .forward import Route, answer_error
 from .pool import Clock, Pool
@@ -87,8 +88,10 @@ class WebSocketProxy:
         max_message: int,
         request_id: bool,
         clock: Clock = time.monotonic,
+        metrics: ProxyMetrics | None = None,
     ) -> None:
         self.pool = pool
+        self.metrics = metrics
         self.read_timeout = read_timeout
         self.send_timeout = send_timeout
         self.max_message = max_message
@@ -103,7 +106,8 @@ class WebSocketProxy:
         tag = log_request_id(request_id)
         try:
             host, headers = websocket_headers(scope, route.prefix if route.strip else "", request_id)
-            stream = await self._connect(route)
+            conn = await self._connect(route)
+            stream = conn.stream
         except ProxyError as exc:
             log.warning("websocket %s -> %s: %s%s", log_target(scope), route.label, exc, tag)
             await deny(scope, send, exc, route, request_id)
@@ -132,14 +136,23 @@ class WebSocketProxy:
             if request_id is not None:
                 accept["headers"] = [(REQUEST_ID, request_id)]  # the server adds them to its 101 (ASGI spec 2.1)
             await send(accept)
-            await Bridge(receive, send, stream, ws, self.max_message, self.send_timeout, tag).run()
+            await self._bridge(Bridge(receive, send, stream, ws, self.max_message, self.send_timeout, tag))
         finally:
-            with anyio.CancelScope(shield=True):
-                await stream.aclose()
+            await conn.aclose()  # shielded; the pool counts it closed
 
-    async def _connect(self, route: Route) -> NetworkStream:
-        async def attempt(target: Address) -> NetworkStream:
-            return (await self.pool.connect(target)).stream
+    async def _bridge(self, bridge: Bridge) -> None:
+        if self.metrics is None:
+            await bridge.run()
+            return
+        self.metrics.stream("websocket", 1)
+        try:
+            await bridge.run()
+        finally:
+            self.metrics.stream("websocket", -1)
+
+    async def _connect(self, route: Route) -> UpstreamConnection:
+        async def attempt(target: Address) -> UpstreamConnection:
+            return await self.pool.connect(target)
 
         return await route.upstreams.first(attempt, self.clock(), route.label)
 

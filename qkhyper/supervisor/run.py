@@ -22,6 +22,7 @@ from ..config.portentries import PortEntry
 from ..config.portmap import recorded_ports
 from ..errors import QkhyperError
 from ..logs import SUPERVISOR_LABEL, LogWriter, format_table
+from ..metrics.endpoint import MetricsEndpoint, metrics_endpoint
 from ..tls import url_scheme
 from .notifier import NoNotifier, Notifier
 from .notify import SlotHealth, View, starting_status, status_line
@@ -85,8 +86,10 @@ class Supervisor:
         systemd: Systemd | None = None,
         make_worker: MakeWorker | None = None,
         open_signals: OpenSignals = trio.open_signal_receiver,
+        metrics: MetricsEndpoint | None = None,
     ) -> None:
         self.plan = plan
+        self.metrics = metrics  # /metrics, /healthz, /readyz (metrics_port), bound by `supervise`
         self.reloader = reloader
         self.sockets = sockets
         self.writer = writer
@@ -111,6 +114,8 @@ class Supervisor:
             with self.open_signals(*HANDLED) as signals:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._handle_signals, signals, nursery)
+                    if self.metrics is not None:
+                        nursery.start_soon(self.metrics.serve, self)
                     if os.getpid() == 1:
                         nursery.start_soon(reap_forever, self._worker_pids)
                     view = self._view()
@@ -137,7 +142,9 @@ class Supervisor:
 
     def _process_worker(self, unit: Unit, request_limit: int, number: int) -> Worker:
         title = f"qkhyper: {unit.label} worker {number}"
-        return ProcessWorker(unit, self.sockets[unit.label], self.lifeline.read_fd, self.writer, request_limit, title)
+        sink = self.metrics.store if self.metrics is not None else None
+        sock = self.sockets[unit.label]
+        return ProcessWorker(unit, sock, self.lifeline.read_fd, self.writer, request_limit, title, sink)
 
     async def _start_or_stop_all(self, nursery: trio.Nursery) -> None:
         """Start every worker; if one fails, stop the others as a SIGTERM would, then re-raise.
@@ -369,8 +376,12 @@ async def supervise(
     """Run `plan` until a signal stops it; return the exit code.
 
     Raises:
-        ConfigError: a port is taken (before any worker starts).
+        ConfigError: a port is taken, the metrics port included (before any worker starts).
         AppStartupError: a worker failed to import, start or get ready.
     """
-    with bound_sockets(plan.units, plan.passed) as sockets, _port_map(plan, sockets):
-        return await Supervisor(plan, sockets, writer, reloader, systemd=systemd).run(task_status)
+    with (
+        bound_sockets(plan.units, plan.passed) as sockets,
+        metrics_endpoint(plan.metrics) as metrics,
+        _port_map(plan, sockets),
+    ):
+        return await Supervisor(plan, sockets, writer, reloader, systemd=systemd, metrics=metrics).run(task_status)

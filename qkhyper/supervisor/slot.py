@@ -91,6 +91,7 @@ class Slot:
         self.backoff = Backoff()
         self.crashes = 0  # exits of a serving worker nobody asked for (a killed hung worker included)
         self.recycled = 0
+        self.restarts: dict[str, int] = {}  # replaced workers by reason (crash, hang, recycle, roll), for metrics
         self.served = False  # a first worker became ready
         self.serving_since: float | None = None  # when the current worker began serving
         self.streak = 0  # bad exits in a row: crashes and hung kills of workers that had not settled, failed restarts
@@ -313,6 +314,8 @@ class Slot:
         now = trio.current_time()
         delay = self.backoff.delay(worker.started_at, now)
         self.crashes += 1
+        reason = "hang" if worker is self._hung else "crash"
+        self.restarts[reason] = self.restarts.get(reason, 0) + 1
         # A hung worker's life ended with its last heartbeat, not when it was killed.
         alive_until = worker.heartbeat.last if worker is self._hung else now
         self.streak = self.streak + 1 if alive_until - worker.started_at < SETTLED else 1
@@ -358,6 +361,8 @@ class Slot:
         if old is None:
             log.info("%s: worker %d is serving", self.label, new.pid)
             return
+        kind = "recycle" if reason else "roll"
+        self.restarts[kind] = self.restarts.get(kind, 0) + 1
         if reason:
             self.recycled += 1
             log.info("%s: worker %d recycled %s (new %d)", self.label, old.pid, reason, new.pid)

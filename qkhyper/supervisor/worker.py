@@ -38,10 +38,12 @@ class Heartbeat:
         self.ready_at = 0.0
         self.last = 0.0
         self.requests = 0
+        self.became_ready = False
         self._arrived = trio.Event()
 
     def ready(self, now: float) -> None:
         self.ready_at = self.last = now
+        self.became_ready = True
 
     def beat(self, requests: int, now: float) -> None:
         self.requests = requests
