@@ -16,7 +16,7 @@ from __future__ import annotations
 import errno
 import json
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -105,18 +105,29 @@ async def handle(
     """Answer one request on `stream`, then close it; at `timeout` seconds it is closed whatever happened."""
     with trio.move_on_after(timeout):
         try:
-            request = await read_request(stream, max_head)
-            if request is not None:
-                method = request.method.decode("ascii", "replace")
-                await stream.send_all(encode(route(method, request.target, paths), method == "HEAD"))
-        except h11.RemoteProtocolError as exc:
-            status = 431 if exc.error_status_hint == 431 else 400
-            await stream.send_all(encode(json_answer(status, {"error": _REASONS[status].decode().lower()}), False))
+            answer = await _answer(stream, paths, max_head)
+            if answer is not None:
+                await stream.send_all(encode(*answer))
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass  # the client left; nothing to answer
     with trio.move_on_after(0.5) as cleanup:
         cleanup.shield = True
         await stream.aclose()
+
+
+async def _answer(
+    stream: trio.abc.ReceiveStream, paths: dict[bytes, Callable[[], Answer]], max_head: int
+) -> tuple[Answer, bool] | None:
+    """The answer to the request on `stream` and whether it is for a HEAD; None when the client left first."""
+    try:
+        request = await read_request(stream, max_head)
+    except h11.RemoteProtocolError as exc:
+        status = 431 if exc.error_status_hint == 431 else 400
+        return json_answer(status, {"error": _REASONS[status].decode().lower()}), False
+    if request is None:
+        return None
+    method = request.method.decode("ascii", "replace")
+    return route(method, request.target, paths), method == "HEAD"
 
 
 class MetricsEndpoint:
@@ -151,22 +162,27 @@ class MetricsEndpoint:
         """Serve until cancelled (the supervisor's nursery ends)."""
         self._supervisor = supervisor
         self._started_at = trio.current_time()
+        handler = self.connection_handler()
+        listener = trio.SocketListener(trio.socket.from_stdlib_socket(self.sock))
+        await trio.serve_listeners(handler, [listener])
+
+    def connection_handler(self, timeout: float = DEADLINE) -> Callable[[trio.abc.Stream], Awaitable[None]]:
+        """What serves each accepted connection: at most `max_connections` at once, the rest closed unanswered."""
         limiter = trio.Semaphore(self.max_connections)
         paths = self.paths()
 
-        async def one(stream: trio.SocketStream) -> None:
+        async def one(stream: trio.abc.Stream) -> None:
             try:
                 limiter.acquire_nowait()
             except trio.WouldBlock:
                 await trio.aclose_forcefully(stream)
                 return
             try:
-                await handle(stream, paths)
+                await handle(stream, paths, timeout=timeout)
             finally:
                 limiter.release()
 
-        listener = trio.SocketListener(trio.socket.from_stdlib_socket(self.sock))
-        await trio.serve_listeners(one, [listener])
+        return one
 
 
 def bind_metrics(address: Address) -> socket.socket:
