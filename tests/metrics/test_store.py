@@ -62,6 +62,7 @@ def test_parse_drops_what_does_not_fit() -> None:
             ["qkhyper_made_up_total", [], 1],  # unknown name
             [catalog.GATEWAY_REQUESTS, ["/a"], 1],  # wrong label count
             [catalog.GATEWAY_REQUESTS, ["/a", "GET", 5], 1],  # a label not a string
+            [catalog.GATEWAY_REQUESTS, ["/" + "a" * 200, "GET", "2xx"], 1],  # a label over 200 characters
             [catalog.GATEWAY_REQUESTS, ["/b", "GET", "2xx"], -1],  # a counter below zero
             [catalog.GATEWAY_REQUESTS, ["/c", "GET", "2xx"], float("nan")],
             [catalog.GATEWAY_STREAMS, ["sse"], 1],  # a gauge sent as a counter
