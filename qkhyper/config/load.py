@@ -302,6 +302,13 @@ def _check_qkhyper(qk: QkhyperSettings) -> QkhyperSettings:
     _one_of("qkhyper.log_format", qk.log_format, LOG_FORMATS)
     _check_port("qkhyper.gateway.port", qk.gateway.port)
     _check_port("qkhyper.static.port", qk.static.port)
+    for key, port in (
+        ("qkhyper.metrics_port", qk.metrics_port),
+        ("qkhyper.gateway.metrics_port", qk.gateway.metrics_port),
+        ("qkhyper.static.metrics_port", qk.static.metrics_port),
+    ):
+        if port and not 1 <= port <= 65535:
+            raise ConfigError(f"{key} must be a port number 1-65535 (0 or absent: metrics off), got {port}")
     _check_proxy("qkhyper.gateway", qk.gateway)
     _check_proxy("qkhyper.static", qk.static)
     _check_upstreams(qk.gateway)

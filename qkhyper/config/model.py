@@ -149,6 +149,7 @@ class GatewaySettings(ProxySettings):
     upstreams: dict[str, UpstreamSettings] = field(default_factory=dict)
     fallback: str = ""  # HOST:PORT for paths no prefix matches ("" -> 404 JSON)
     cors_origins: list[str] = field(default_factory=list)
+    metrics_port: int = 0  # /metrics, /healthz, /readyz of `qkhyper gateway` on [qkhyper] metrics_host; 0 = off
     # TLS for clients of the gateway (see TlsSettings); all empty: plain HTTP.
     certfile: str = ""
     keyfile: str = ""
@@ -164,6 +165,7 @@ class StaticSettings(ProxySettings):
     root: str = "./static"
     api_prefix: str = "/api"
     api_target: str = "http://127.0.0.1:8000"
+    metrics_port: int = 0  # /metrics, /healthz, /readyz of `qkhyper static` on [qkhyper] metrics_host; 0 = off
     # TLS for the static server (see TlsSettings); all empty: plain HTTP.
     certfile: str = ""
     keyfile: str = ""
@@ -198,6 +200,10 @@ class QkhyperSettings:
     control_socket: str = ".qkhyper/control.sock"
     docs_assets: str = "local"
     log_format: str = "text"  # text | json (LOG_FORMATS): the supervisor's lines and its workers'
+    # Prometheus /metrics, /healthz and /readyz of `serve` (README "Metrics"); 0 = off.
+    # `gateway` and `static` have their own metrics_port in their tables, on the same host.
+    metrics_port: int = 0
+    metrics_host: str = "127.0.0.1"
     # Peers whose X-Forwarded-* headers are believed (SPEC §3): addresses, networks,
     # "unix" (peers on a unix socket, local like 127.0.0.1) or "*" (everyone).
     forwarded_allow_ips: list[str] = field(default_factory=lambda: ["127.0.0.1", "::1", "unix"])

@@ -11,6 +11,7 @@ import h11
 from ..asgi.responses import answer_json, send_json
 from ..asgi.types import ASGIApp, Receive, Scope, Send
 from ..config.model import GatewayOptions
+from ..metrics.recorder import ProxyMetrics, Recorder
 from ..proxy.core import ProxyCore
 from ..proxy.forward import Route
 from ..proxy.protocol import match_prefix, raw_path
@@ -38,11 +39,17 @@ class RouteTable:
         return None if self.fallback is None else (self.fallback, 0)
 
 
+# Route labels of requests no route took, in the metrics.
+UNMATCHED = "unmatched"
+REFUSED = "refused"
+
+
 class GatewayApp:
     def __init__(self, table: RouteTable, core: ProxyCore, *, add_slashes: bool) -> None:
         self.table = table
         self.core = core
         self.add_slashes = add_slashes
+        self.metrics = core.metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -50,15 +57,21 @@ class GatewayApp:
             return
         raw = raw_path(scope)
         if await self.core.refuse(scope, send, raw, self.table.depth):
+            if self.metrics is not None and scope["type"] == "http":
+                self.metrics.unrouted(REFUSED, scope["method"], 400)
             return
         found = self.table.match(raw)
         if found is None:
             body = {"error": "not found", "path": scope["path"], "prefixes": self.table.prefixes}
             await answer_json(scope, send, 404, body)
+            if self.metrics is not None and scope["type"] == "http":
+                self.metrics.unrouted(UNMATCHED, scope["method"], 404)
             return
         route, matched = found
         if self.add_slashes and scope["type"] == "http" and route.prefix and matched == len(raw):
             await self._add_slash(scope, send, raw)
+            if self.metrics is not None:
+                self.metrics.unrouted(route.label, scope["method"], 307)
         else:
             await self.core.handle(scope, receive, send, route, matched)
 
@@ -89,13 +102,19 @@ def rewrite_docs(route: Route, path: bytes) -> Callable[[bytes], bytes] | None:
     return lambda body: fix_body(path, body, route.prefix)
 
 
-def create(options: GatewayOptions) -> ASGIApp:
-    """The gateway app for `options` (built by `qkhyper.gateway.routes.gateway_options`)."""
+def create(options: GatewayOptions, *, metrics: Recorder | None = None) -> ASGIApp:
+    """The gateway app for `options` (built by `qkhyper.gateway.routes.gateway_options`).
+
+    Args:
+        metrics: the worker's recorder when metrics are on (the supervisor's
+            `metrics_port`); None counts nothing.
+    """
     cfg = options.settings
     core = ProxyCore(
         cfg,
         rewrite_body=rewrite_docs,
         follow_redirect=follow_fastapi_redirect if cfg.fastapi_redirect else None,
+        metrics=None if metrics is None else ProxyMetrics(metrics),
     )
     routes = [
         core.route(

@@ -18,6 +18,8 @@ reused (httpcore's `_response_closed`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import anyio
 import h11
 
@@ -39,9 +41,10 @@ def head_size(event: h11.Response) -> int:
 
 
 class UpstreamConnection:
-    def __init__(self, stream: NetworkStream, target: Address) -> None:
+    def __init__(self, stream: NetworkStream, target: Address, on_close: Callable[[], None] | None = None) -> None:
         self.stream = stream
         self.target = target
+        self.on_close = on_close  # the pool's count of open connections (metrics)
         self.h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD)
         self.idle_since = 0.0  # when it last went back to the pool
         self.failure: ProxyError | None = None  # why abort() ended the exchange
@@ -153,5 +156,7 @@ class UpstreamConnection:
         """Close the stream; shielded, so a cancelled exchange still lets go of its socket."""
         if not self.closed:
             self.closed = True
+            if self.on_close is not None:
+                self.on_close()
             with anyio.CancelScope(shield=True):
                 await self.stream.aclose()

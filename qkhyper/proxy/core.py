@@ -17,6 +17,7 @@ import anyio
 from ..asgi.responses import answer_json
 from ..asgi.types import Receive, Scope, Send
 from ..config.model import Address, ProxySettings
+from ..metrics.recorder import ProxyMetrics
 from .backend import AutoBackend, NetworkBackend
 from .forward import BodyRewriter, Forwarder, RedirectFollower, Route
 from .pool import Clock, Pool, Upstreams
@@ -34,8 +35,10 @@ class ProxyCore:
         clock: Clock = time.monotonic,
         rewrite_body: BodyRewriter | None = None,
         follow_redirect: RedirectFollower | None = None,
+        metrics: ProxyMetrics | None = None,
     ) -> None:
         self.settings = settings
+        self.metrics = metrics
         self.pool = Pool(
             backend or AutoBackend(),
             max_idle=settings.pool_max_idle,
@@ -51,6 +54,7 @@ class ProxyCore:
             rewrite_body=rewrite_body,
             follow_redirect=follow_redirect,
             clock=clock,
+            metrics=metrics,
         )
         self.websocket = WebSocketProxy(
             self.pool,
@@ -61,7 +65,10 @@ class ProxyCore:
             access_log=settings.access_log,
             access_log_format=settings.access_log_format,
             clock=clock,
+            metrics=metrics,
         )
+        if metrics is not None:
+            metrics.watch_pool(self.pool.stats)
 
     def route(
         self,

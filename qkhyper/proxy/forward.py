@@ -21,6 +21,7 @@ import h11
 from ..asgi.responses import answer_json
 from ..asgi.types import Receive, Scope, Send
 from ..config.model import Address, ProxySettings
+from ..metrics.recorder import ProxyMetrics
 from .accesslog import CountingSend, access_fields, log_access
 from .bodies import RequestBody, ResponseBody
 from .connection import UpstreamConnection
@@ -31,6 +32,7 @@ from .errors import (
     ProxyError,
     ResponseHeadTimeout,
     UpstreamClosed,
+    UpstreamError,
     outcome,
 )
 from .pool import Clock, Pool, Upstreams
@@ -134,8 +136,10 @@ class Forwarder:
         rewrite_body: BodyRewriter | None = None,
         follow_redirect: RedirectFollower | None = None,
         clock: Clock = time.monotonic,
+        metrics: ProxyMetrics | None = None,
     ) -> None:
         self.pool = pool
+        self.metrics = metrics
         self.watchdog = watchdog
         self.settings = settings
         self.rewrite_body = rewrite_body
@@ -154,6 +158,8 @@ class Forwarder:
         except ProxyError as exc:
             await self._fail(scope, counted or send, record, route, exc)
         finally:
+            if self.metrics is not None:
+                self.metrics.request(route.label, scope["method"], record.status, self.clock() - started)
             if counted is not None:
                 elapsed_ms = (self.clock() - started) * 1000
                 fields = access_fields(
@@ -164,6 +170,8 @@ class Forwarder:
     async def _fail(self, scope: Scope, send: Send, record: _Record, route: Route, exc: ProxyError) -> None:
         method, path, tag = scope["method"], log_target(scope), log_request_id(record.request_id)
         extra = log_extra(record.request_id)
+        if self.metrics is not None and isinstance(exc, UpstreamError):
+            self.metrics.failure(route.label, outcome(exc).label)
         if record.started:
             log.warning("%s %s -> %s: %s; response cut short%s", method, path, route.label, exc, tag, extra=extra)
             return  # ending the response short is all that is left: the server closes the connection
@@ -331,10 +339,22 @@ class Forwarder:
             # h11 knows HEAD, 204 and 304 have no body (it ends at once); a short body
             # needs no task watching for the client leaving (performance only).
             small = bodiless or (not head.event_stream and head.length is not None and head.length <= SMALL_BODY)
-            await body.relay(None if small else receive)
+            if head.event_stream and self.metrics is not None:
+                await self._relay_counted(body, receive, self.metrics)
+            else:
+                await body.relay(None if small else receive)
         except BaseException:
             await body.close()
             raise
+
+    @staticmethod
+    async def _relay_counted(body: ResponseBody, receive: Receive, metrics: ProxyMetrics) -> None:
+        """An SSE response, counted as an open stream while it lasts."""
+        metrics.stream("sse", 1)
+        try:
+            await body.relay(receive)
+        finally:
+            metrics.stream("sse", -1)
 
     def _rewriter(
         self, scope: Scope, route: Route, path: bytes, status: int, length: int | None

@@ -48,6 +48,10 @@ class Pool:
         self.connect_timeout = connect_timeout
         self.clock = clock
         self._idle: dict[Address, list[UpstreamConnection]] = {}
+        # For the metrics (`stats`): plain counts, kept whether metrics are on or not.
+        self.opened = 0
+        self.reused = 0
+        self.open = 0
 
     async def acquire(self, target: Address) -> tuple[UpstreamConnection, bool]:
         """A connection to `target` and whether it was reused from the pool.
@@ -69,6 +73,7 @@ class Pool:
             if conn.stream.is_readable():  # closed by the upstream while idle
                 await conn.aclose()
                 continue
+            self.reused += 1
             return conn, True
         return await self.connect(target), False
 
@@ -86,7 +91,17 @@ class Pool:
             raise ConnectTimeout(f"connect to {host}:{port} timed out after {self.connect_timeout:g} s") from None
         except OSError as exc:
             raise ConnectFailed(f"connect to {host}:{port} failed: {exc.strerror or exc}") from None
-        return UpstreamConnection(stream, target)
+        self.opened += 1
+        self.open += 1
+        return UpstreamConnection(stream, target, self._closed)
+
+    def _closed(self) -> None:
+        self.open -= 1
+
+    def stats(self) -> tuple[int, int, int, int]:
+        """Connections (idle, in use) now, and (opened, reused) so far."""
+        idle = sum(len(conns) for conns in self._idle.values())
+        return idle, self.open - idle, self.opened, self.reused
 
     async def release(self, conn: UpstreamConnection) -> None:
         """Return a finished connection, or close it if it cannot be reused."""

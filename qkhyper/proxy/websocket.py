@@ -47,6 +47,7 @@ from wsproto.utilities import ProtocolError
 from ..asgi.types import Message as AsgiMessage
 from ..asgi.types import Receive, Scope, Send
 from ..config.model import Address
+from ..metrics.recorder import ProxyMetrics
 from .accesslog import SessionLine
 from .backend import NetworkStream
 from .connection import READ_SIZE, UpstreamConnection
@@ -91,10 +92,12 @@ class WebSocketProxy:
         access_log: bool = False,
         access_log_format: str = "combined",
         clock: Clock = time.monotonic,
+        metrics: ProxyMetrics | None = None,
     ) -> None:
         self.pool = pool
         self.access_log = access_log
         self.access_log_format = access_log_format
+        self.metrics = metrics
         self.read_timeout = read_timeout
         self.send_timeout = send_timeout
         self.max_message = max_message
@@ -153,10 +156,19 @@ class WebSocketProxy:
                 accept["headers"] = [(REQUEST_ID, request_id)]  # the server adds them to its 101 (ASGI spec 2.1)
             await send(accept)
             line.status = 101
-            await Bridge(receive, send, stream, ws, self.max_message, self.send_timeout, line).run()
+            await self._bridge(Bridge(receive, send, stream, ws, self.max_message, self.send_timeout, line))
         finally:
-            with anyio.CancelScope(shield=True):
-                await stream.aclose()
+            await conn.aclose()  # shielded; the pool counts it closed
+
+    async def _bridge(self, bridge: Bridge) -> None:
+        if self.metrics is None:
+            await bridge.run()
+            return
+        self.metrics.stream("websocket", 1)
+        try:
+            await bridge.run()
+        finally:
+            self.metrics.stream("websocket", -1)
 
     async def _connect(self, route: Route, request_id: bytes | None) -> UpstreamConnection:
         async def attempt(target: Address) -> UpstreamConnection:

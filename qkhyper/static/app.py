@@ -33,9 +33,10 @@ from dataclasses import replace
 import anyio
 
 from ..asgi.responses import send_json
-from ..asgi.types import ASGIApp, Receive, Scope, Send
+from ..asgi.types import ASGIApp, Message, Receive, Scope, Send
 from ..config.model import StaticOptions
 from ..errors import UsageError
+from ..metrics.recorder import ProxyMetrics, Recorder, StaticMetrics
 from ..proxy.core import PrefixProxy, ProxyCore
 from ..proxy.protocol import match_prefix, raw_path
 from .cache import CACHE_BYTES, SMALL_FILE, FileCache, ResourceCache
@@ -68,7 +69,9 @@ class StaticApp:
         small_file: int = SMALL_FILE,
         cache_bytes: int = CACHE_BYTES,
         recheck: float = RECHECK,
+        metrics: StaticMetrics | None = None,
     ) -> None:
+        self.metrics = metrics
         self.root = Root(root, small_file)
         self.api = api
         self.api_prefix = _normal_prefix(api_prefix)
@@ -84,14 +87,42 @@ class StaticApp:
         if self._is_api(scope):
             await self._api(scope, receive, send)
             return
+        if self.metrics is not None:
+            await self._counted(scope, receive, send, self.metrics)
+            return
+        await self._files(scope, receive, send)
+
+    async def _files(self, scope: Scope, receive: Receive, send: Send) -> bool | None:
+        """Answer a request for a file; True when the resource cache answered it, False or None when not."""
         if scope["method"] not in ("GET", "HEAD"):
             await send_json(send, 405, {"error": "method not allowed"}, ALLOW)
-            return
+            return None
         raw = raw_path(scope)
         resource = self.resources.get(raw)
         if resource is not None and await self._serve(raw, resource, scope, receive, send):
-            return
+            return True
         await self._resolve(raw, scope, receive, send)
+        return False
+
+    async def _counted(self, scope: Scope, receive: Receive, send: Send, metrics: StaticMetrics) -> None:
+        """`_files`, watching what is sent: the status, the body bytes, and whether the cache answered."""
+        status = 0
+        sent = 0
+
+        async def counting_send(message: Message) -> None:
+            nonlocal status, sent
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            elif message["type"] == "http.response.body":
+                sent += len(message.get("body", b""))
+            await send(message)
+
+        try:
+            hit = await self._files(scope, receive, counting_send)
+        finally:
+            metrics.response(status, sent)
+        if hit is not None:
+            metrics.cache(hit)
 
     def _is_api(self, scope: Scope) -> bool:
         """On whole, percent-decoded segments of the raw path, as the gateway matches its prefixes."""
@@ -218,21 +249,32 @@ def _normal_prefix(prefix: str) -> str:
     return "/" + prefix if prefix else ""
 
 
-def _api_app(options: StaticOptions) -> ASGIApp | None:
-    """The proxy for the API prefix: the gateway's proxy core, one route, prefix stripped."""
+def _api_app(options: StaticOptions, metrics: Recorder | None) -> ASGIApp | None:
+    """The proxy for the API prefix: the gateway's proxy core, one route, prefix stripped.
+
+    With metrics on it counts as the gateway does (`qkhyper_gateway_*`, route = the prefix).
+    """
     prefix = _normal_prefix(options.settings.api_prefix)
     if not prefix or options.api_target is None:
         return None
-    core = ProxyCore(options.settings)
+    core = ProxyCore(options.settings, metrics=None if metrics is None else ProxyMetrics(metrics))
     return PrefixProxy(core, core.route(prefix, [options.api_target]))
 
 
-def create(options: StaticOptions) -> StaticApp:
+def create(options: StaticOptions, *, metrics: Recorder | None = None) -> StaticApp:
     """The factory `qkhyper static` runs in each worker (`qkhyper.api.STATIC_FACTORY`).
+
+    Args:
+        metrics: the worker's recorder when metrics are on; None counts nothing.
 
     Raises:
         UsageError: the root is not a folder.
     """
     if not os.path.isdir(options.root):
         raise UsageError(f"static root not found: {options.root}")
-    return StaticApp(options.root, api_prefix=options.settings.api_prefix, api=_api_app(options))
+    return StaticApp(
+        options.root,
+        api_prefix=options.settings.api_prefix,
+        api=_api_app(options, metrics),
+        metrics=None if metrics is None else StaticMetrics(metrics),
+    )

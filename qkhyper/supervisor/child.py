@@ -33,6 +33,7 @@ from ..config.hypercorn_values import log_level
 from ..errors import QkhyperError
 from ..jsonlog import JsonFormatter
 from ..loader import load_app
+from ..metrics.recorder import Recorder
 from ..proctitle import set_title
 from ..tls import check_files, take_password
 from .messages import STACK_SIGNAL, Beat, Failed, Message, Ready, encode
@@ -43,10 +44,19 @@ ORPHAN_GRACE = 1.5
 
 
 class Reporter:
-    """Writes this worker's reports to the supervisor: ready or failed once, then heartbeats."""
+    """Writes this worker's reports to the supervisor: ready or failed once, then heartbeats.
 
-    def __init__(self, fd: int) -> None:
+    With metrics on, each beat carries the recorder's snapshot (metrics/recorder.py).
+    """
+
+    def __init__(self, fd: int, recorder: Recorder | None = None) -> None:
         self.fd: int | None = fd
+        self.recorder = recorder
+        self.requests = 0  # the count of the last beat, for the final one
+
+    def beat(self, requests: int) -> None:
+        self.requests = requests
+        self.send(Beat(requests, None if self.recorder is None else self.recorder.snapshot()))
 
     def send(self, message: Message) -> None:
         if self.fd is None:
@@ -86,12 +96,13 @@ def build_app(spec: ChildSpec, reporter: Reporter) -> ASGIApp:
 def _host_app(spec: ChildSpec, reporter: Reporter) -> ASGIApp:
     apps = [(ref.name, ref.prefix, load_app(ref.name, ref.target, Path(spec.base_dir))) for ref in spec.apps]
     if spec.options is not None:  # qkhyper's own server: the target is its factory
-        apps = [(name, prefix, factory(spec.options)) for name, prefix, factory in apps]
+        metrics = reporter.recorder  # None when metrics are off: the apps then count nothing
+        apps = [(name, prefix, factory(spec.options, metrics=metrics)) for name, prefix, factory in apps]
     host = HostApp(
         make_mounts(apps, spec.ready_timeout),
         on_ready=lambda: reporter.send(Ready(os.getpid())),
         on_failed=lambda message: reporter.send(Failed(message)),
-        on_beat=lambda requests: reporter.send(Beat(requests)),
+        on_beat=reporter.beat,
         beat_interval=spec.beat_interval,
         request_limit=spec.request_limit,
     )
@@ -141,7 +152,7 @@ def run(spec: ChildSpec, fd: int, ready_fd: int, lifeline_fd: int) -> int:
     watch_lifeline(lifeline_fd)
     _log_to_stderr(spec)
     tls = take_password(spec.tls, os.environ)  # before any app is imported: the app never sees the password
-    reporter = Reporter(ready_fd)
+    reporter = Reporter(ready_fd, Recorder() if spec.metrics and spec.options is not None else None)
     try:
         if tls is not None:
             check_files(tls)  # a roll after renewed certificates: fail before ready, the old worker stays
@@ -170,6 +181,8 @@ def run(spec: ChildSpec, fd: int, ready_fd: int, lifeline_fd: int) -> int:
             label=spec.label,
         ),
     )
+    if reporter.recorder is not None:  # what was counted since the last beat, before the pipe closes
+        reporter.beat(reporter.requests)
     return 0 if ok else 1
 
 

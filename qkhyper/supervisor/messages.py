@@ -3,6 +3,7 @@
     {"ready": 4121}        every app's lifespan startup finished (once)
     {"error": "app ..."}   the start failed, after the apps that did start were shut down (once)
     {"beat": 1000}         from the worker's event loop: alive, and 1000 requests served so far
+    {"beat": 1000, "metrics": {...}}   the same, with its counters (metrics/recorder.py) when metrics are on
 
 A beat is sent every `beat_interval` seconds, and at once when the count
 reaches the worker's `request_limit`; never once per request, which would cost
@@ -34,6 +35,7 @@ class Failed:
 @dataclass(frozen=True, slots=True)
 class Beat:
     requests: int
+    metrics: dict[str, object] | None = None  # a recorder snapshot; the supervisor's store checks it
 
 
 Message = Ready | Failed | Beat
@@ -46,6 +48,8 @@ def encode(message: Message) -> bytes:
         body = {"error": message.error}
     else:
         body = {"beat": message.requests}
+        if message.metrics is not None:
+            body["metrics"] = message.metrics
     return json.dumps(body).encode() + b"\n"
 
 
@@ -62,5 +66,6 @@ def decode(line: bytes) -> Message | None:
     if "error" in body:
         return Failed(str(body["error"]))
     if isinstance(body.get("beat"), int):
-        return Beat(body["beat"])
+        metrics = body.get("metrics")
+        return Beat(body["beat"], metrics if isinstance(metrics, dict) else None)
     return None

@@ -19,7 +19,7 @@ from typing import Any
 from ..config.environ import AppEnvironment, app_environment, shared_environment
 from ..config.listeners import unix_path
 from ..config.load import did_you_mean
-from ..config.model import AppSpec, BuiltinOptions, EdgeLimits, Settings, WorkerLimits, tls_settings
+from ..config.model import Address, AppSpec, BuiltinOptions, EdgeLimits, Settings, WorkerLimits, tls_settings
 from ..config.workers import strictest, worker_limits
 from ..errors import ConfigError, UsageError
 from ..tls import ServerTls, for_child, password_env, server_tls
@@ -63,6 +63,7 @@ class ChildSpec:
     # Checked by the parent (qkhyper/tls.py); the password is not here but in the worker's environment.
     tls: ServerTls | None = None
     log_format: str = "text"  # [qkhyper] log_format: "json" makes the worker's own log lines JSON objects
+    metrics: bool = False  # count requests for the supervisor's /metrics (qkhyper's own servers only)
 
     def encode(self) -> str:
         """The spec as one argv word. Pickle, so the frozen settings arrive as the same classes;
@@ -102,6 +103,7 @@ class ServePlan:
     passed: dict[str, int] = field(default_factory=dict)  # unit label -> fd systemd passed (activation.py)
     server: str = "serve"  # which command runs it: serve, gateway or static (status, the control socket's name)
     control_socket: str = ""  # where `qkhyper status/restart/...` reach this supervisor; "" for none
+    metrics: Address | None = None  # where /metrics, /healthz and /readyz listen (metrics_host, metrics_port)
 
 
 def select_apps(settings: Settings, names: Sequence[str], exclude: Sequence[str]) -> list[str]:
@@ -207,7 +209,18 @@ def make_plan(settings: Settings, selection: Selection = EVERY_APP) -> ServePlan
         port_map=str(settings.port_map_path()),
         source=settings.source,
         control_socket=str(settings.control_socket_path("serve") or ""),
+        metrics=metrics_address(settings, qk.metrics_port),
     )
+
+
+def metrics_address(settings: Settings, port: int) -> Address | None:
+    """Where a supervisor serves its metrics: `metrics_host` and the command's own port (0: off).
+
+    `serve` uses `[qkhyper] metrics_port`, `gateway` and `static` the key of
+    their own table, so the three can run from one config without a clash,
+    as each gunicorn or nginx has its own status port.
+    """
+    return (settings.qkhyper.metrics_host, port) if port else None
 
 
 def unix_socket(settings: Settings, spec: AppSpec) -> UnixSocket | None:
@@ -268,7 +281,10 @@ def builtin_plan(
         "max_app_queue_size": queue,
     }
     limits = worker_limits(qk)
-    child = dataclasses.replace(child, hypercorn=server, beat_interval=beat_interval(limits))
+    metrics = metrics_address(settings, options.settings.metrics_port)
+    child = dataclasses.replace(
+        child, hypercorn=server, beat_interval=beat_interval(limits), metrics=metrics is not None
+    )
     return ServePlan(
         units=[Unit(label, [""], qk.host, port, workers, child, password_env(tls), limits=limits)],
         graceful_timeout=settings.graceful_timeout,
@@ -277,6 +293,7 @@ def builtin_plan(
         source=settings.source,
         server=label,
         control_socket=str(settings.control_socket_path(label) or ""),
+        metrics=metrics,
     )
 
 

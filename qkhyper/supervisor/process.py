@@ -13,6 +13,8 @@ import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Hashable
+from typing import Protocol
 
 import trio
 
@@ -33,6 +35,14 @@ _PAGE = os.sysconf("SC_PAGE_SIZE")
 _MB = 1024 * 1024
 
 
+class MetricsSink(Protocol):
+    """Where a worker's beats go when metrics are on (`metrics.store.MetricsStore`)."""
+
+    def update(self, worker: Hashable, app: str, requests: int, raw: object) -> None: ...
+
+    def retire(self, worker: Hashable) -> None: ...
+
+
 class ProcessWorker:
     """A child process serving one unit on the unit's shared socket (implements `Worker`)."""
 
@@ -44,8 +54,10 @@ class ProcessWorker:
         writer: LogWriter,
         request_limit: int = 0,
         title: str = "",
+        metrics: MetricsSink | None = None,
     ) -> None:
         self.unit = unit
+        self.metrics = metrics
         self.title = title
         self.sock = sock
         self.lifeline = lifeline
@@ -143,11 +155,15 @@ class ProcessWorker:
             pass
         finally:
             self._answered.set()
+            if self.metrics is not None:
+                self.metrics.retire(self)  # it exited: its counters join the app's total
 
     def _on_report(self, message: Message | None) -> None:
         now = trio.current_time()
         if isinstance(message, Beat):
             self.heartbeat.beat(message.requests, now)
+            if self.metrics is not None:
+                self.metrics.update(self, self.unit.label, message.requests, message.metrics)
         elif message is not None and self._first is None:
             if isinstance(message, Ready):
                 self.heartbeat.ready(now)

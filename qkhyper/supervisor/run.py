@@ -25,6 +25,7 @@ from ..control.protocol import Reload, Request, Restart, Scale, Status, Stop, fa
 from ..control.server import control_listener, serve_control
 from ..errors import QkhyperError
 from ..logs import SUPERVISOR_LABEL, LogWriter, format_table
+from ..metrics.endpoint import MetricsEndpoint, metrics_endpoint
 from ..tls import url_scheme
 from .notifier import NoNotifier, Notifier
 from .notify import SlotHealth, View, starting_status, status_line
@@ -91,8 +92,10 @@ class Supervisor:
         open_signals: OpenSignals = trio.open_signal_receiver,
         control: socket.socket | None = None,
         replan: Callable[[], ServePlan] | None = None,
+        metrics: MetricsEndpoint | None = None,
     ) -> None:
         self.plan = plan
+        self.metrics = metrics  # /metrics, /healthz, /readyz (metrics_port), bound by `supervise`
         self.reloader = reloader
         self.control_socket = control  # listening, bound by `supervise`; None: no control socket
         # How `qkhyper reload` re-reads the config (the reloader's, when --reload is on).
@@ -132,6 +135,8 @@ class Supervisor:
                     nursery.start_soon(self._handle_signals, signals, nursery)
                     if self.control_socket is not None:
                         nursery.start_soon(serve_control, self.control_socket, self)
+                    if self.metrics is not None:
+                        nursery.start_soon(self.metrics.serve, self)
                     if os.getpid() == 1:
                         nursery.start_soon(reap_forever, self._worker_pids)
                     view = self._view()
@@ -158,7 +163,9 @@ class Supervisor:
 
     def _process_worker(self, unit: Unit, request_limit: int, number: int) -> Worker:
         title = f"qkhyper: {unit.label} worker {number}"
-        return ProcessWorker(unit, self.sockets[unit.label], self.lifeline.read_fd, self.writer, request_limit, title)
+        sink = self.metrics.store if self.metrics is not None else None
+        sock = self.sockets[unit.label]
+        return ProcessWorker(unit, sock, self.lifeline.read_fd, self.writer, request_limit, title, sink)
 
     async def _start_or_stop_all(self, nursery: trio.Nursery) -> None:
         """Start every worker; if one fails, stop the others as a SIGTERM would, then re-raise.
@@ -342,12 +349,14 @@ class Supervisor:
         apps = []
         for unit in self.plan.units:
             group = self.slots.get(unit.label, [])
-            workers = [row for slot in group for row in slot_rows(slot, self.numbers[slot], now)]
+            workers = [
+                row for slot in group for row in slot_rows(slot, self.numbers[slot], now, draining=self.draining)
+            ]
             workers += [
                 row
                 for slot in self.retiring
                 if slot.label == unit.label
-                for row in slot_rows(slot, 0, now, retiring=True)
+                for row in slot_rows(slot, 0, now, draining=True)
             ]
             apps.append(
                 {
@@ -512,13 +521,16 @@ async def supervise(
     """Run `plan` until a signal stops it; return the exit code.
 
     Raises:
-        ConfigError: a port is taken (before any worker starts).
+        ConfigError: a port is taken, the metrics port included (before any worker starts).
         AppStartupError: a worker failed to import, start or get ready.
     """
     with (
         bound_sockets(plan.units, plan.passed) as sockets,
         _port_map(plan, sockets),
+        metrics_endpoint(plan.metrics) as metrics,
         control_listener(plan.control_socket) as control,
     ):
-        supervisor = Supervisor(plan, sockets, writer, reloader, systemd=systemd, control=control, replan=replan)
+        supervisor = Supervisor(
+            plan, sockets, writer, reloader, systemd=systemd, control=control, replan=replan, metrics=metrics
+        )
         return await supervisor.run(task_status)

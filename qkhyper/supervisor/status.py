@@ -20,20 +20,25 @@ from .slot import Slot
 from .worker import Worker
 
 
-def slot_rows(slot: Slot, number: int, now: float, *, retiring: bool = False) -> list[dict[str, Any]]:
-    """One row per live worker of `slot` (numbered `number` within its app), current worker first."""
+def slot_rows(slot: Slot, number: int, now: float, *, draining: bool = False) -> list[dict[str, Any]]:
+    """One row per live worker of `slot` (numbered `number` within its app), current worker first.
+
+    `draining`: the slot is being removed, or the whole supervisor is stopping.
+    """
     live = sorted(slot.live, key=lambda w: (w is not slot.worker, w.started_at))
     if not live:
         return [_row(slot, number, None, "restarting", now)] if not slot.finished.is_set() else []
-    return [_row(slot, number, w, _state(slot, w, retiring), now) for w in live]
+    return [_row(slot, number, w, worker_state(w is slot.worker, w.heartbeat.is_ready, draining), now) for w in live]
 
 
-def _state(slot: Slot, worker: Worker, retiring: bool) -> str:
-    if retiring:
+def worker_state(current: bool, is_ready: bool, draining: bool) -> str:
+    """starting: not ready yet; ready: the one its slot serves with; draining: being stopped or replaced.
+
+    The one rule for `qkhyper status` and the `qkhyper_workers{state}` metric.
+    """
+    if draining or (is_ready and not current):
         return "draining"
-    if worker is slot.worker:
-        return "ready"
-    return "draining" if worker.heartbeat.is_ready else "starting"
+    return "ready" if current else "starting"
 
 
 def _row(slot: Slot, number: int, worker: Worker | None, state: str, now: float) -> dict[str, Any]:
