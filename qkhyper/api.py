@@ -258,6 +258,14 @@ def log_line(settings: Settings) -> str:
     return "; ".join(parts)
 
 
+def metrics_line(settings: Settings) -> str:
+    """`check`'s view of the three metrics listeners: `serve 127.0.0.1:9101, gateway off, static off`."""
+    qk = settings.qkhyper
+    ports = {"serve": qk.metrics_port, "gateway": qk.gateway.metrics_port, "static": qk.static.metrics_port}
+    host = f"[{qk.metrics_host}]" if ":" in qk.metrics_host else qk.metrics_host
+    return ", ".join(f"{name} {f'{host}:{port}' if port else 'off'}" for name, port in ports.items())
+
+
 def first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
     """The one error worth reporting from a nursery's exception group."""
     for exc in group.exceptions:
@@ -284,6 +292,7 @@ def check(settings: Settings, stream: TextIO | None = None) -> int:
     control = settings.control_socket_path("serve")
     where = f"{control} (gateway, static: -gateway, -static beside it)" if control else 'off (control_socket = "")'
     out.write(f"control: {where}\n")
+    out.write(f"metrics: {metrics_line(settings)}\n")
     for line in tls_lines(settings):
         out.write(line + "\n")
     out.write(log_line(settings) + "\n")

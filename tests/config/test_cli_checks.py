@@ -59,6 +59,7 @@ def test_check_prints_the_trust_list_and_the_warnings(project: Path) -> None:
     lines = result.stdout.splitlines()
     assert "trusted: 10.0.0.0/8, * (X-Forwarded-* believed from these peers)" in lines
     assert f"control: {project / '.qkhyper' / 'control.sock'} (gateway, static: -gateway, -static beside it)" in lines
+    assert "metrics: serve off, gateway off, static off" in lines
     assert "warning: listening on 0.0.0.0, beyond this machine (host is not loopback)" in lines
     assert any(line.startswith('warning: forwarded_allow_ips = ["*"]') for line in lines)
     assert "warning: backend uvicorn: these Hypercorn settings have no effect there: errorlog" in lines
@@ -124,3 +125,11 @@ def test_check_prints_the_log_settings(project: Path) -> None:
         "logs:    json; gateway access log combined, request IDs on; static API access log off, request IDs off"
         in out.getvalue().splitlines()
     )
+
+
+def test_check_prints_where_each_metrics_listener_is(project: Path) -> None:
+    config = write_config(project, [{"name": "users", "app": "apps.probe:app"}], qkhyper="metrics_port = 9101")
+    config.write_text(config.read_text() + "[qkhyper.gateway]\nmetrics_port = 9100\n")
+    result = run_cli(["check", "--config", str(config)], project)
+    assert result.returncode == 0, result.stderr
+    assert "metrics: serve 127.0.0.1:9101, gateway 127.0.0.1:9100, static off" in result.stdout.splitlines()
