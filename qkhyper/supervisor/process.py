@@ -71,6 +71,7 @@ class ProcessWorker:
         self._answered = trio.Event()  # the first report arrived, or the pipe closed without one
         self._lines = 0  # lines relayed so far
         self._output = trio.Event()  # set (and replaced) whenever lines were relayed
+        self._exit_logged = False
 
     @property
     def pid(self) -> int:
@@ -189,15 +190,25 @@ class ProcessWorker:
         self.signal(signal.SIGKILL)
 
     async def stop(self, timeout: float) -> int:
-        """SIGTERM, then SIGKILL if it has not exited within `timeout` seconds."""
+        """SIGTERM, then SIGKILL if it has not exited within `timeout` seconds.
+
+        Two stops may overlap (a SIGTERM of the supervisor while a roll drains
+        this worker): each waits, but the exit is logged once.
+        """
         self.signal(signal.SIGTERM)
         with trio.move_on_after(timeout):
             code = await self.wait()
-            log.info("%s: worker %d %s", self.unit.label, self.pid, describe_exit(code), extra=self._fields(code))
+            self._log_exit(code)
             return code
         log.warning("%s: worker %d did not stop within %g s; killing it", self.unit.label, self.pid, timeout)
         self.kill()
         return await self.wait()
+
+    def _log_exit(self, code: int) -> None:
+        if self._exit_logged:
+            return
+        self._exit_logged = True
+        log.info("%s: worker %d %s", self.unit.label, self.pid, describe_exit(code), extra=self._fields(code))
 
     def _fields(self, code: int) -> dict[str, object]:
         """What a JSON log line about this worker's exit carries as fields (`extra=`)."""
