@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, UsageError
+from .cors import check_cors
 from .environ import check_env_table
 from .hypercorn_values import check_hypercorn_values
 from .listeners import check_listener, check_trusted
@@ -312,6 +313,9 @@ def _check_qkhyper(qk: QkhyperSettings) -> QkhyperSettings:
     _check_proxy("qkhyper.gateway", qk.gateway)
     _check_proxy("qkhyper.static", qk.static)
     _check_upstreams(qk.gateway)
+    check_cors(qk.gateway.cors_origins, qk.gateway.cors_allow_credentials, "qkhyper.gateway")
+    if qk.gateway.cors_max_age < 0:
+        raise ConfigError(f"qkhyper.gateway.cors_max_age must be 0 or more, got {qk.gateway.cors_max_age}")
     for where, table in (("qkhyper", qk), ("qkhyper.gateway", qk.gateway), ("qkhyper.static", qk.static)):
         check_tls_keys(where, tls_settings(table))
     if qk.ready_timeout <= 0:

@@ -10,7 +10,8 @@ import h11
 
 from ..asgi.responses import answer_json, send_json
 from ..asgi.types import ASGIApp, Receive, Scope, Send
-from ..config.model import GatewayOptions
+from ..config.cors import check_cors
+from ..config.model import GatewayOptions, GatewaySettings
 from ..metrics.recorder import ProxyMetrics, Recorder
 from ..proxy.core import ProxyCore
 from ..proxy.forward import Route
@@ -133,12 +134,28 @@ def create(options: GatewayOptions, *, metrics: Recorder | None = None) -> ASGIA
 
         app = DocsAssetsMiddleware(app)
     if cfg.cors_origins:
-        from starlette.middleware.cors import CORSMiddleware
-
-        # A page on another origin may read only the response headers CORS exposes: the request ID
-        # is the one it needs to show in an error report.
-        exposed = ["X-Request-ID"] if cfg.request_id else []
-        app = CORSMiddleware(
-            app, allow_origins=cfg.cors_origins, allow_methods=["*"], allow_headers=["*"], expose_headers=exposed
-        )
+        app = cors(app, cfg)
     return app
+
+
+def cors(app: ASGIApp, cfg: GatewaySettings) -> ASGIApp:
+    """Starlette's CORS handling (preflights answered here, `Vary: Origin`), with qkhyper's origin rules.
+
+    The origins were checked at config load (config/cors.py), so this cannot fail.
+    """
+    from starlette.middleware.cors import CORSMiddleware
+
+    rules = check_cors(cfg.cors_origins, cfg.cors_allow_credentials, "qkhyper.gateway")
+    # A page on another origin may read only the response headers CORS exposes: the request ID
+    # is the one it needs to show in an error report.
+    exposed = ["X-Request-ID"] if cfg.request_id else []
+    return CORSMiddleware(
+        app,
+        allow_origins=["*"] if rules.every else list(rules.exact),
+        allow_origin_regex=rules.regex,
+        allow_credentials=cfg.cors_allow_credentials,
+        allow_methods=cfg.cors_allow_methods,
+        allow_headers=cfg.cors_allow_headers,
+        expose_headers=exposed,
+        max_age=cfg.cors_max_age,
+    )
