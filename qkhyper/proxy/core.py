@@ -79,7 +79,12 @@ class ProxyCore:
         idle_timeout: float | None = None,
         sse_idle_timeout: float | None = None,
     ) -> Route:
-        """A route to `targets`; timeouts left as None are this core's settings."""
+        """A route to `targets`; timeouts left as None are this core's settings.
+
+        Its prefix joins the ones a redirect's Location may already start with (protocol.rewrite_location).
+        """
+        if prefix:
+            self.forward.prefixes.append(prefix)
         return Route(
             prefix,
             Upstreams(targets),

@@ -146,6 +146,7 @@ class Forwarder:
         self.follow_redirect = follow_redirect
         self.redirects = RedirectMemo()
         self.clock = clock
+        self.prefixes: list[str] = []  # every route's prefix (ProxyCore.route adds them): Location rewriting
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send, route: Route, matched: int) -> None:
         """Forward the request; `matched` bytes of `raw_path` spelled the route's prefix."""
@@ -324,7 +325,8 @@ class Forwarder:
             if head.location >= 0:
                 name, value = headers[head.location]
                 public = public_origin(scope)
-                headers[head.location] = (name, rewrite_location(value, response.target, public, _sent_prefix(route)))
+                location = rewrite_location(value, response.target, public, _sent_prefix(route), self.prefixes)
+                headers[head.location] = (name, location)
             record.status = event.status_code
             edit = self._rewriter(scope, route, path, event.status_code, head.length)
             if edit is not None:
