@@ -18,8 +18,13 @@ BROWSER = b"text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
 
 @pytest.mark.parametrize(
     ("accept", "content_type"),
-    [(None, b"application/json"), (b"*/*", b"application/json"), (b"application/json", b"application/json")]
-    + [(BROWSER, b"text/html; charset=utf-8"), (b"TEXT/HTML", b"text/html; charset=utf-8")],
+    [
+        (None, b"application/json"),
+        (b"*/*", b"application/json"),
+        (b"application/json", b"application/json"),
+        (BROWSER, b"text/html; charset=utf-8"),
+        (b"TEXT/HTML", b"text/html; charset=utf-8"),
+    ],
 )
 def test_json_unless_a_browser_asks(accept: bytes | None, content_type: bytes) -> None:
     assert index(["/users"], accept)[0] == content_type
