@@ -17,6 +17,7 @@ from ..proxy.core import ProxyCore
 from ..proxy.forward import Route
 from ..proxy.protocol import match_prefix, raw_path
 from .docs_fix import fix_body, wants_fix
+from .index import index
 
 log = logging.getLogger("qkhyper.gateway")
 
@@ -62,6 +63,9 @@ class GatewayApp:
                 self.metrics.unrouted(REFUSED, scope["method"], 400)
             return
         found = self.table.match(raw)
+        if found is None and raw.partition(b"?")[0] == b"/" and scope.get("method") in ("GET", "HEAD"):
+            await self._index(scope, send)  # no route or fallback claims `/`: list the routes
+            return
         if found is None:
             body = {"error": "not found", "path": scope["path"], "prefixes": self.table.prefixes}
             await answer_json(scope, send, 404, body)
@@ -75,6 +79,13 @@ class GatewayApp:
                 self.metrics.unrouted(route.label, scope["method"], 307)
         else:
             await self.core.handle(scope, receive, send, route, matched)
+
+    async def _index(self, scope: Scope, send: Send) -> None:
+        accept = next((value for name, value in scope["headers"] if name == b"accept"), None)
+        content_type, body = index(self.table.prefixes, accept)
+        headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": [*headers, (b"vary", b"Accept")]})
+        await send({"type": "http.response.body", "body": body})
 
     async def _add_slash(self, scope: Scope, send: Send, raw: bytes) -> None:
         query = scope.get("query_string", b"")
