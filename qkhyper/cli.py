@@ -181,7 +181,13 @@ def _add_gateway(sub: Any) -> None:
     flag = argparse.BooleanOptionalAction
     parser.add_argument("--add-slashes", action=flag, help="redirect /prefix to /prefix/ (default: off)")
     parser.add_argument(
-        "--fastapi-redirect", action=flag, help="follow an upstream's trailing-slash 307 internally (default: off)"
+        "--fastapi-redirect",
+        "--redirect",  # the older framework's other name for it
+        action=flag,
+        help="follow an upstream's 307/308 internally, with the same method and body (default: off)",
+    )
+    parser.add_argument(
+        "--redirect-cache", action=flag, help="remember where --fastapi-redirect led, LRU (default: on)"
     )
     parser.add_argument("--cors-origin", action="append", metavar="ORIGIN", help="allow CORS from ORIGIN (repeatable)")
     parser.add_argument(
@@ -268,6 +274,7 @@ _OVERRIDES: dict[str, dict[str, tuple[str, ...]]] = {
         "fallback": ("gateway", "fallback"),
         "add_slashes": ("gateway", "add_slashes"),
         "fastapi_redirect": ("gateway", "fastapi_redirect"),
+        "redirect_cache": ("gateway", "redirect_cache"),
         "cors_origin": ("gateway", "cors_origins"),
         "max_body_size": ("gateway", "max_body_size"),
         "connect_timeout": ("gateway", "connect_timeout"),

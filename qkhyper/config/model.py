@@ -146,6 +146,7 @@ class GatewaySettings(ProxySettings):
     default_upstream: str = "127.0.0.1"
     add_slashes: bool = False
     fastapi_redirect: bool = False
+    redirect_cache: bool = True  # --fastapi-redirect remembers where a redirect led (LRU, 1024 paths)
     upstreams: dict[str, UpstreamSettings] = field(default_factory=dict)
     fallback: str = ""  # HOST:PORT for paths no prefix matches ("" -> 404 JSON)
     cors_origins: list[str] = field(default_factory=list)  # origins and patterns: config/cors.py

@@ -126,6 +126,7 @@ def create(options: GatewayOptions, *, metrics: Recorder | None = None) -> ASGIA
         cfg,
         rewrite_body=rewrite_docs,
         follow_redirect=follow_fastapi_redirect if cfg.fastapi_redirect else None,
+        redirect_cache=cfg.redirect_cache,
         metrics=None if metrics is None else ProxyMetrics(metrics),
     )
     routes = [

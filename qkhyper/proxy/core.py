@@ -36,7 +36,9 @@ class ProxyCore:
         rewrite_body: BodyRewriter | None = None,
         follow_redirect: RedirectFollower | None = None,
         metrics: ProxyMetrics | None = None,
+        redirect_cache: bool = True,
     ) -> None:
+        """`redirect_cache`: remember where a followed redirect led (`follow_redirect` only)."""
         self.settings = settings
         self.metrics = metrics
         self.pool = Pool(
@@ -55,6 +57,7 @@ class ProxyCore:
             follow_redirect=follow_redirect,
             clock=clock,
             metrics=metrics,
+            redirect_cache=redirect_cache,
         )
         self.websocket = WebSocketProxy(
             self.pool,

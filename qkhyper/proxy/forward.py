@@ -60,6 +60,9 @@ SMALL_BODY = 1024 * 1024
 REWRITE_LIMIT = 4 * 1024 * 1024
 # Paths --fastapi-redirect remembers; the oldest is forgotten first.
 REDIRECT_MEMO_SIZE = 1024
+# --fastapi-redirect: request bodies up to this size are kept while sent, so a 307/308 can be followed
+# with the same method and body; a larger body is not held in memory, and the client gets the redirect.
+REDIRECT_BODY = 1024 * 1024
 _NO_BODY_STATUS = frozenset({204, 304})
 
 
@@ -137,6 +140,7 @@ class Forwarder:
         follow_redirect: RedirectFollower | None = None,
         clock: Clock = time.monotonic,
         metrics: ProxyMetrics | None = None,
+        redirect_cache: bool = True,
     ) -> None:
         self.pool = pool
         self.metrics = metrics
@@ -144,7 +148,7 @@ class Forwarder:
         self.settings = settings
         self.rewrite_body = rewrite_body
         self.follow_redirect = follow_redirect
-        self.redirects = RedirectMemo()
+        self.redirects = RedirectMemo(REDIRECT_MEMO_SIZE if redirect_cache else 0)
         self.clock = clock
         self.prefixes: list[str] = []  # every route's prefix (ProxyCore.route adds them): Location rewriting
 
@@ -200,6 +204,7 @@ class Forwarder:
             limit=limit,
             client_timeout=self.settings.client_body_timeout,
             send_timeout=self.settings.read_timeout,
+            keep=REDIRECT_BODY if self.follow_redirect is not None else 0,
         )
         response = await self._exchange(route, head, body, receive)
         response = await self._follow(route, head, body, receive, response, path)
@@ -284,8 +289,8 @@ class Forwarder:
         The redirect's connection is closed rather than drained: its body is of no
         use, and an upstream could make it endless.
         """
-        if self.follow_redirect is None or not body.empty:
-            return response
+        if self.follow_redirect is None or not body.replayable:
+            return response  # a body not kept whole (over REDIRECT_BODY): the client gets the redirect
         try:
             new_path = self.follow_redirect(route, path, response.event)
         except BaseException:
