@@ -136,6 +136,7 @@ def create(options: GatewayOptions, *, metrics: Recorder | None = None) -> ASGIA
             strip=r.strip,
             idle_timeout=r.upstream_idle_timeout,
             sse_idle_timeout=r.sse_idle_timeout,
+            add_slashes=cfg.add_slashes,
         )
         for r in options.routes
     ]

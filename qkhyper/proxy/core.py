@@ -81,6 +81,7 @@ class ProxyCore:
         strip: bool = True,
         idle_timeout: float | None = None,
         sse_idle_timeout: float | None = None,
+        add_slashes: bool = False,
     ) -> Route:
         """A route to `targets`; timeouts left as None are this core's settings.
 
@@ -94,6 +95,7 @@ class ProxyCore:
             strip,
             self.settings.upstream_idle_timeout if idle_timeout is None else idle_timeout,
             self.settings.sse_idle_timeout if sse_idle_timeout is None else sse_idle_timeout,
+            add_slashes,
         )
 
     async def refuse(self, scope: Scope, send: Send, raw: bytes, depth: int) -> bool:

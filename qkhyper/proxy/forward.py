@@ -48,6 +48,7 @@ from .protocol import (
     request_head,
     response_headers,
     rewrite_location,
+    slashed,
     upstream_target,
 )
 from .watchdog import Watchdog
@@ -75,6 +76,7 @@ class Route:
     strip: bool = True
     idle_timeout: float = 60.0  # upstream_idle_timeout of this route
     sse_idle_timeout: float = 0.0
+    add_slashes: bool = False  # append `/` to the upstream path (protocol.slashed)
 
     @property
     def label(self) -> str:
@@ -191,6 +193,8 @@ class Forwarder:
     ) -> Address:
         raw = raw_path(scope)
         path = raw[matched:] if route.strip else raw
+        if route.add_slashes:
+            path = slashed(path or b"/")
         if self.follow_redirect is not None:
             path = self.redirects.get(route.prefix, path) or path
         sent_path = upstream_target(path, scope["query_string"])

@@ -375,6 +375,21 @@ def _under(path: str, prefix: str) -> bool:
     return path == prefix or path.startswith(prefix.rstrip("/") + "/")
 
 
+def slashed(path: bytes) -> bytes:
+    """`--add-slashes`: the path with `/` appended, unless it ends in one or its last segment has a dot.
+
+    The older gateway appended a slash to every forwarded path, so FastAPI
+    routes declared as `/items/` answered `/items` without a redirect. The
+    path here is without its query (the slash goes before `?`, never into
+    it), and `/app.js` or `/v1.2` are left alone: a dot marks a file, or a
+    version, not a collection.
+    """
+    if path.endswith(b"/"):
+        return path
+    last = path.rpartition(b"/")[2]
+    return path if b"." in last else path + b"/"
+
+
 def upstream_target(path: bytes, query: bytes) -> bytes:
     """Path and query for the upstream: the raw bytes after the prefix, untouched."""
     path = path or b"/"

@@ -610,6 +610,16 @@ async def test_without_the_redirect_cache_every_request_is_redirected_again() ->
     assert [request_line(items.written, i) for i in (0, 1)] == [b"GET /items/ HTTP/1.1", b"GET /items HTTP/1.1"]
 
 
+async def test_add_slashes_sends_the_path_with_a_slash_before_the_query() -> None:
+    stream = MockStream([response(), response()])
+    core, backend = make_core([stream])
+    slashing = route(core, add_slashes=True)
+    await call(core, http_scope("/up/items", query=b"a=/b"), Client(), slashing)
+    await call(core, http_scope("/up/app.js"), Client(), slashing)
+    assert [request_line(stream.written, i) for i in (0, 1)] == [b"GET /items/?a=/b HTTP/1.1", b"GET /app.js HTTP/1.1"]
+    assert_no_leak(core, backend)
+
+
 def test_redirect_memo_is_bounded_lru() -> None:
     memo = RedirectMemo(size=2)
     memo.put("/a", b"/1", b"/1/")

@@ -19,6 +19,7 @@ from qkhyper.proxy.protocol import (
     request_head,
     response_headers,
     rewrite_location,
+    slashed,
     upstream_target,
     websocket_headers,
 )
@@ -239,6 +240,24 @@ def test_rewrite_location(location: bytes, expected: bytes) -> None:
 )
 def test_rewrite_location_without_a_prefix_to_add(prefix: str, location: bytes, expected: bytes) -> None:
     assert rewrite_location(location, ("127.0.0.1", 8001), b"https://gw.example", prefix) == expected
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        (b"/items", b"/items/"),
+        (b"/items/", b"/items/"),
+        (b"/", b"/"),
+        (b"/a/b", b"/a/b/"),
+        (b"/app.js", b"/app.js"),  # a file
+        (b"/v1.2", b"/v1.2"),  # a dotted last segment is left alone
+        (b"/v1.2/items", b"/v1.2/items/"),  # only the last segment counts
+        (b"/a%2Fb", b"/a%2Fb/"),  # raw bytes, never decoded
+    ],
+)
+def test_add_slashes_appends_one_before_the_query(path: bytes, expected: bytes) -> None:
+    assert slashed(path) == expected
+    assert upstream_target(slashed(path), b"next=/x") == expected + b"?next=/x"
 
 
 def test_upstream_target_keeps_raw_bytes() -> None:
