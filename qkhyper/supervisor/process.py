@@ -2,11 +2,27 @@
 
 Readiness, heartbeats and parent death travel over pipes (see `child.py` and
 `messages.py`); nothing polls.
+
+How a worker finds qkhyper: it is started as `sys.executable -c BOOTSTRAP
+PATHS SPEC FD REPORT_FD LIFELINE_FD`, where PATHS is the supervisor's own
+`sys.path`. BOOTSTRAP puts those entries after the worker's own ones it does
+not share (the current folder, a `PYTHONPATH` an app's `env` sets) and then
+runs `qkhyper.supervisor.child`. So the worker imports qkhyper and its
+dependencies from exactly where the supervisor did, however it was installed:
+a venv, an editable checkout, or a one-file zipapp (`scripts/build-pyz`),
+where `sys.executable` is a plain Python that cannot see the zip and shiv has
+put its extracted site-packages on the supervisor's path only. A plain
+`-m qkhyper.supervisor.child` fails there, and a `PYTHONPATH` holding
+qkhyper's folder would put a whole site-packages ahead of the standard
+library. Handing over `sys.path` is what `multiprocessing`'s spawn does for
+the same reason. The path travels in argv, not in the environment, so the
+worker's environment stays exactly `childenv.worker_environ`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 import signal
@@ -31,6 +47,14 @@ MAX_LINE = 64 * 1024
 STACK_QUIET = 0.2
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 _MB = 1024 * 1024
+# Run by the worker's interpreter before qkhyper can be imported (see the module docstring).
+BOOTSTRAP = """\
+import json, sys
+parent = json.loads(sys.argv.pop(1))
+sys.path[:] = [p for p in sys.path if p not in parent] + parent
+from qkhyper.supervisor.child import main
+sys.exit(main(sys.argv[1:]))
+"""
 
 
 class ProcessWorker:
@@ -74,8 +98,9 @@ class ProcessWorker:
         spec = dataclasses.replace(self.unit.child, request_limit=self.request_limit, title=self.title)
         argv = [
             sys.executable,
-            "-m",
-            "qkhyper.supervisor.child",
+            "-c",
+            BOOTSTRAP,
+            json.dumps(sys.path),
             spec.encode(),
             str(self.sock.fileno()),
             str(report_w),
