@@ -123,6 +123,8 @@ def load_settings(
     table = data.pop("qkhyper", {})
     if not isinstance(table, dict):
         raise ConfigError(f"{path}: `qkhyper` must be a table")
+    if is_demo:
+        _demo_paths(table)
     merged = _deep_merge(_deep_merge(table, _env_layer(env)), dict(overrides or {}))
     qk = _check_qkhyper(_build(QkhyperSettings, merged, "qkhyper"))
     base_dir = Path.cwd() if is_demo else path.parent
@@ -130,6 +132,18 @@ def load_settings(
     hypercorn = check_hypercorn_keys({**data, **(top or {})})
     check_hypercorn_values(hypercorn)
     return Settings(qkhyper=qk, hypercorn=hypercorn, base_dir=base_dir, source=source)
+
+
+def _demo_paths(table: dict[str, Any]) -> None:
+    """Make the bundled demo's own files absolute: they live in the package, wherever it is installed.
+
+    Only what the demo ships (its frontend, `[qkhyper.static] root`) resolves in
+    the demo's folder; what qkhyper writes (port map, control sockets) and any
+    path given by flag or environment still resolve in the current folder.
+    """
+    static = table.get("static")
+    if isinstance(static, dict) and isinstance(static.get("root"), str):
+        static["root"] = str(DEMO_CONFIG.parent / static["root"])
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
