@@ -5,18 +5,21 @@ Readiness, heartbeats and parent death travel over pipes (see `child.py` and
 
 How a worker finds qkhyper: it is started as `sys.executable -c BOOTSTRAP
 PATHS SPEC FD REPORT_FD LIFELINE_FD`, where PATHS is the supervisor's own
-`sys.path`. BOOTSTRAP puts those entries after the worker's own ones it does
-not share (the current folder, a `PYTHONPATH` an app's `env` sets) and then
-runs `qkhyper.supervisor.child`. So the worker imports qkhyper and its
-dependencies from exactly where the supervisor did, however it was installed:
-a venv, an editable checkout, or a one-file zipapp (`scripts/build-pyz`),
-where `sys.executable` is a plain Python that cannot see the zip and shiv has
-put its extracted site-packages on the supervisor's path only. A plain
-`-m qkhyper.supervisor.child` fails there, and a `PYTHONPATH` holding
-qkhyper's folder would put a whole site-packages ahead of the standard
-library. Handing over `sys.path` is what `multiprocessing`'s spawn does for
-the same reason. The path travels in argv, not in the environment, so the
-worker's environment stays exactly `childenv.worker_environ`.
+`sys.path` (JSON). BOOTSTRAP sets the worker's path to: the current folder
+and the worker's `PYTHONPATH` (inherited, or an app's `env`), as `-m` would
+put them first; then the supervisor's path; then whatever else the worker's
+own start-up added. Then it runs `qkhyper.supervisor.child`. So the worker
+imports qkhyper and its dependencies from exactly where the supervisor did,
+however it was installed: a venv, an editable checkout, or a one-file
+zipapp (`scripts/build-pyz`). There `sys.executable` is a plain Python that
+cannot see the zip, and shiv put its unpacked site-packages on the
+supervisor's path only: `-m qkhyper.supervisor.child` fails, or worse, runs
+another installed qkhyper. A `PYTHONPATH` naming qkhyper's folder (shiv's
+`--extend-pythonpath`) would put a whole site-packages ahead of the standard
+library and change the apps' environment. Handing over `sys.path` is what
+`multiprocessing`'s spawn does for the same reason. The path travels in
+argv, not in the environment, so the worker's environment stays exactly
+`childenv.worker_environ`.
 """
 
 from __future__ import annotations
@@ -49,9 +52,10 @@ _PAGE = os.sysconf("SC_PAGE_SIZE")
 _MB = 1024 * 1024
 # Run by the worker's interpreter before qkhyper can be imported (see the module docstring).
 BOOTSTRAP = """\
-import json, sys
+import json, os, sys
 parent = json.loads(sys.argv.pop(1))
-sys.path[:] = [p for p in sys.path if p not in parent] + parent
+ahead = [sys.path[0], *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+sys.path[:] = dict.fromkeys([*ahead, *parent, *sys.path])
 from qkhyper.supervisor.child import main
 sys.exit(main(sys.argv[1:]))
 """
