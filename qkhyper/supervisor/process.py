@@ -51,11 +51,12 @@ STACK_QUIET = 0.2
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 _MB = 1024 * 1024
 # Run by the worker's interpreter before qkhyper can be imported (see the module docstring).
+# `-c` puts "" first in sys.path; the absolute current folder replaces it, as `-m` has it.
 BOOTSTRAP = """\
 import json, os, sys
 parent = json.loads(sys.argv.pop(1))
-ahead = [sys.path[0], *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
-sys.path[:] = dict.fromkeys([*ahead, *parent, *sys.path])
+ahead = [os.getcwd(), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+sys.path[:] = dict.fromkeys([*ahead, *parent, *sys.path[1:]])
 from qkhyper.supervisor.child import main
 sys.exit(main(sys.argv[1:]))
 """
