@@ -76,9 +76,12 @@ def write_config(folder: Path, apps: list[dict[str, object]], top: str = "", qkh
 class Qkhyper:
     """A running `python -m qkhyper` with its output collected line by line."""
 
-    def __init__(self, args: list[str], cwd: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, args: list[str], cwd: Path, env: dict[str, str] | None = None, command: list[str] | None = None
+    ) -> None:
+        """`command` runs qkhyper (default `python -m qkhyper`; tests/packaging/test_pyz.py runs a zipapp)."""
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "qkhyper", *args],
+            [*(command or [sys.executable, "-m", "qkhyper"]), *args],
             cwd=cwd,
             env=env or clean_env(),
             stdin=subprocess.DEVNULL,

@@ -124,6 +124,8 @@ def load_settings(
     table = data.pop("qkhyper", {})
     if not isinstance(table, dict):
         raise ConfigError(f"{path}: `qkhyper` must be a table")
+    if is_demo:
+        _demo_paths(table)
     merged = _deep_merge(_deep_merge(table, _env_layer(env)), dict(overrides or {}))
     merged = _default_workers(merged, web_concurrency(env))
     qk = _check_qkhyper(_build(QkhyperSettings, merged, "qkhyper"))
@@ -141,6 +143,18 @@ def _default_workers(table: dict[str, Any], workers: int | None) -> dict[str, An
         return table
     filled = [{"workers": workers, **app} if isinstance(app, dict) else app for app in apps]
     return {**table, "apps": filled}
+
+
+def _demo_paths(table: dict[str, Any]) -> None:
+    """Make the bundled demo's own files absolute: they live in the package, wherever it is installed.
+
+    Only what the demo ships (its frontend, `[qkhyper.static] root`) resolves in
+    the demo's folder; what qkhyper writes (port map, control sockets) and any
+    path given by flag or environment still resolve in the current folder.
+    """
+    static = table.get("static")
+    if isinstance(static, dict) and isinstance(static.get("root"), str):
+        static["root"] = str(DEMO_CONFIG.parent / static["root"])
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""A worker process: `python -m qkhyper.supervisor.child SPEC_JSON FD READY_FD LIFELINE_FD`.
+"""A worker process, started by process.py's BOOTSTRAP with the args `SPEC_JSON FD READY_FD LIFELINE_FD`.
 
 The supervisor bound the socket (FD) and holds the only write end of the
 lifeline pipe; when the supervisor dies, even by SIGKILL, the read end here

@@ -2,11 +2,30 @@
 
 Readiness, heartbeats and parent death travel over pipes (see `child.py` and
 `messages.py`); nothing polls.
+
+How a worker finds qkhyper: it is started as `sys.executable -c BOOTSTRAP
+PATHS SPEC FD REPORT_FD LIFELINE_FD`, where PATHS is the supervisor's own
+`sys.path` (JSON). BOOTSTRAP sets the worker's path to: the current folder
+and the worker's `PYTHONPATH` (inherited, or an app's `env`), as `-m` would
+put them first; then the supervisor's path; then whatever else the worker's
+own start-up added. Then it runs `qkhyper.supervisor.child`. So the worker
+imports qkhyper and its dependencies from exactly where the supervisor did,
+however it was installed: a venv, an editable checkout, or a one-file
+zipapp (`scripts/build-pyz`). There `sys.executable` is a plain Python that
+cannot see the zip, and shiv put its unpacked site-packages on the
+supervisor's path only: `-m qkhyper.supervisor.child` fails, or worse, runs
+another installed qkhyper. A `PYTHONPATH` naming qkhyper's folder (shiv's
+`--extend-pythonpath`) would put a whole site-packages ahead of the standard
+library and change the apps' environment. Handing over `sys.path` is what
+`multiprocessing`'s spawn does for the same reason. The path travels in
+argv, not in the environment, so the worker's environment stays exactly
+`childenv.worker_environ`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 import signal
@@ -33,6 +52,16 @@ MAX_LINE = 64 * 1024
 STACK_QUIET = 0.2
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 _MB = 1024 * 1024
+# Run by the worker's interpreter before qkhyper can be imported (see the module docstring).
+# `-c` puts "" first in sys.path; the absolute current folder replaces it, as `-m` has it.
+BOOTSTRAP = """\
+import json, os, sys
+parent = json.loads(sys.argv.pop(1))
+ahead = [os.getcwd(), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+sys.path[:] = dict.fromkeys([*ahead, *parent, *sys.path[1:]])
+from qkhyper.supervisor.child import main
+sys.exit(main(sys.argv[1:]))
+"""
 
 
 class MetricsSink(Protocol):
@@ -87,8 +116,9 @@ class ProcessWorker:
         spec = dataclasses.replace(self.unit.child, request_limit=self.request_limit, title=self.title)
         argv = [
             sys.executable,
-            "-m",
-            "qkhyper.supervisor.child",
+            "-c",
+            BOOTSTRAP,
+            json.dumps(sys.path),
             spec.encode(),
             str(self.sock.fileno()),
             str(report_w),

@@ -10,6 +10,7 @@ from tests.conftest import Qkhyper, free_port, write_config
 from tests.e2e.cdp import Browser
 
 REPO = Path(__file__).resolve().parents[2]
+FRONTEND = REPO / "qkhyper" / "demo" / "static"
 
 
 # The page's #status reads "loading…" until both API calls came back: then "ok" or "error: ...".
@@ -18,7 +19,7 @@ SETTLED = "(t => (t === 'ok' || t.startsWith('error')) && t)(document.getElement
 
 def start_static(run_qkhyper: type[Qkhyper], project: Path, api_target: str, backend: str) -> str:
     port = free_port()
-    args = ["static", "--root", str(REPO / "static"), "--port", str(port), "--api-target", api_target]
+    args = ["static", "--root", str(FRONTEND), "--port", str(port), "--api-target", api_target]
     run_qkhyper([*args, "--backend", backend], project).wait_ready()
     return f"http://127.0.0.1:{port}"
 

@@ -1,4 +1,4 @@
-"""The demo frontend in `static/`, served as the repo-root `hypercorn.toml` describes it."""
+"""The demo frontend in `qkhyper/demo/static/`, served as the repo-root `hypercorn.toml` describes it."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ ASSET = re.compile(r'(?:src|href)="(/assets/[^"]+)"')
 
 @pytest.fixture
 def demo(run_qkhyper: type[Qkhyper]) -> str:
-    """`qkhyper static` from the repo root: root ./static from its hypercorn.toml, a free port."""
+    """`qkhyper static` from the repo root: root qkhyper/demo/static from its hypercorn.toml, a free port."""
     port = free_port()
     server = run_qkhyper(["static", "--port", str(port)], cwd=REPO)
     server.wait_ready()
@@ -42,7 +42,7 @@ def test_page_and_fingerprinted_assets(demo: str) -> None:
 
 def test_no_external_urls() -> None:
     """The demo must work offline: nothing fetched from a CDN or any other host."""
-    for path in (REPO / "static").rglob("*"):
+    for path in (REPO / "qkhyper" / "demo" / "static").rglob("*"):
         if path.suffix in {".html", ".js", ".css"}:
             assert not re.search(r"(?:https?:)?//[a-z0-9.-]+\.[a-z]{2,}/", path.read_text()), path
 
@@ -50,3 +50,14 @@ def test_no_external_urls() -> None:
 def test_spa_route_serves_the_page(demo: str) -> None:
     response = get(demo + "/orders/2", headers={"Accept": "text/html"})
     assert response.status_code == 200 and 'id="orders"' in response.text
+
+
+def test_bundled_demo_from_an_empty_folder(run_qkhyper: type[Qkhyper], tmp_path: Path) -> None:
+    """No hypercorn.toml here: the bundled demo's frontend comes from the package, what qkhyper writes stays here."""
+    port = free_port()
+    server = run_qkhyper(["static", "--port", str(port)], cwd=tmp_path)
+    server.wait_ready()
+    page = get(f"http://127.0.0.1:{port}/")
+    assert page.status_code == 200 and 'id="users"' in page.text
+    assert (tmp_path / ".qkhyper").is_dir()  # the control socket's folder: the cwd, not the package
+    assert not (REPO / "qkhyper" / "demo" / ".qkhyper").exists()
