@@ -332,12 +332,16 @@ def response_headers(raw: Iterable[tuple[bytes, bytes]], request_id: bytes | Non
     return head
 
 
-def rewrite_location(location: bytes, upstream: tuple[str, int], public: bytes, prefix: str) -> bytes:
+def rewrite_location(
+    location: bytes, upstream: tuple[str, int], public: bytes, prefix: str, base: bytes = b""
+) -> bytes:
     """Point a `Location` that names the upstream itself at the proxy's public URL.
 
-    `public` is `scheme://host` as the client used it. A Location for any other
-    authority, or a relative one, is left alone: upstreams served by qkhyper
-    already build prefixed URLs from X-Forwarded-Prefix and the kept Host.
+    `public` is `scheme://host` as the client used it; the route's `base` path,
+    when the Location's path starts with it, is taken off (it is the upstream's,
+    not the client's). A Location for any other authority, or a relative one,
+    is left alone: upstreams served by qkhyper already build prefixed URLs from
+    X-Forwarded-Prefix and the kept Host.
     """
     try:
         parts = urlsplit(location.decode("latin-1"))
@@ -347,6 +351,11 @@ def rewrite_location(location: bytes, upstream: tuple[str, int], public: bytes, 
     if not parts.scheme or (parts.hostname, port) != upstream:
         return location
     path = parts.path or "/"
+    if base:
+        size = len(base)
+        written = path.encode("latin-1")
+        if written.startswith(base) and (len(written) == size or written[size] == 0x2F):
+            path = path[size:] or "/"
     rest = path + (f"?{parts.query}" if parts.query else "") + (f"#{parts.fragment}" if parts.fragment else "")
     return public + prefix.encode() + rest.encode("latin-1")
 
