@@ -123,6 +123,9 @@ def create(options: GatewayOptions, *, metrics: Recorder | None = None) -> ASGIA
             strip=r.strip,
             idle_timeout=r.upstream_idle_timeout,
             sse_idle_timeout=r.sse_idle_timeout,
+            tls=r.tls_options if r.tls else None,
+            base=r.base,
+            rewrite_host=r.sends_target_host,
         )
         for r in options.routes
     ]
