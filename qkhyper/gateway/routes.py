@@ -171,21 +171,26 @@ def upstream_ca_certs(path: str, base_dir: Path | None, key: str) -> str:
 def merge_routes(apps: Iterable[RouteSpec], table: Iterable[RouteSpec], cli: Iterable[RouteSpec]) -> list[RouteSpec]:
     """Apps first; the config's `upstreams` and then `--upstream` add prefixes or move an app's.
 
-    An `upstreams` entry without targets keeps the route's targets and sets its
-    options; `--upstream` moves a route and keeps its options.
+    An `upstreams` entry without targets sets the options of the route that
+    ends up with its prefix (an app's, or one `--upstream` gives: that is how
+    `ca_certs` reaches `--upstream users=https://...`); `--upstream` moves a
+    route and keeps its options.
 
     Raises:
         ConfigError: the same prefix twice within `upstreams` or `--upstream`,
             or options for a prefix no route has.
     """
-    merged = {route.prefix: route for route in apps}
+    table, cli = list(table), list(cli)
     for layer in (table, cli):
         seen: set[str] = set()
         for route in layer:
             if route.prefix in seen:
                 raise ConfigError(f"duplicate gateway prefix {route.prefix} ({route.source})")
             seen.add(route.prefix)
-            merged[route.prefix] = _overlay(merged.get(route.prefix), route)
+    merged = {route.prefix: route for route in apps}
+    options = [route for route in table if not route.targets]
+    for route in [*(r for r in table if r.targets), *cli, *options]:
+        merged[route.prefix] = _overlay(merged.get(route.prefix), route)
     return sorted(merged.values(), key=lambda r: r.prefix)
 
 
