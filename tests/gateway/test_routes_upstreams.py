@@ -165,6 +165,8 @@ def test_options_entry_sets_the_tls_of_the_route_an_upstream_flag_moves(tmp_path
     assert route.targets == (("localhost", 9443),) and route.tls and route.base == "/base"
     assert route.tls_options.ca_certs == str(tmp_path / "ca.pem") and not route.sends_target_host
     check_tls_options([route])
+    (alone,) = merge_routes([], table, cli)  # no app with the prefix: the options wait for the flag's route
+    assert alone.tls_options == route.tls_options and alone.targets == route.targets
 
 
 def test_tls_options_for_plain_targets_are_refused() -> None:
