@@ -182,7 +182,10 @@ def gateway(
     for line in ports.warnings:
         writer.line("qkhyper", f"warning: {line}")
     url = server_url(settings.qkhyper.host, settings.qkhyper.gateway.port, plan.units[0].child.tls)
-    ends = " (TLS ends here; the routes get plain HTTP)" if plan.units[0].child.tls else ""
+    ends = ""
+    if plan.units[0].child.tls:
+        onward = "" if any(route.tls for route in options.routes) else "; the routes get plain HTTP"
+        ends = f" (TLS ends here{onward})"
     writer.line("qkhyper", f"routes of {url}{ends}:")
     for line in describe_routes(options):
         writer.line("qkhyper", f"route {line}")
