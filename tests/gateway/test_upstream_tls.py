@@ -43,6 +43,7 @@ def test_gateway_to_https_upstreams(project: Path, run_qkhyper: type[Qkhyper], c
         project,
         '[qkhyper.gateway.upstreams."/users"]\nca_certs = "../tls/ca.pem"\n'
         '[qkhyper.gateway.upstreams."/wsup"]\nca_certs = "../tls/ca.pem"\n'
+        '[qkhyper.gateway.upstreams."/mismatch"]\nca_certs = "../tls/ca.pem"\n'
         '[qkhyper.gateway.upstreams."/insecure"]\ntls_verify = false\n',
     )
     port = free_port()
@@ -51,6 +52,7 @@ def test_gateway_to_https_upstreams(project: Path, run_qkhyper: type[Qkhyper], c
         f"untrusted=https://localhost:{up}/raw",  # the system's CAs do not know the trustme CA
         f"insecure=https://127.0.0.1:{up}/raw",  # tls_verify = false
         f"wsup=https://localhost:{up}",
+        f"mismatch=https://127.1:{up}",  # 127.0.0.1 by another name, which the certificate does not have
     ]
     flags = [arg for text in upstreams for arg in ("--upstream", text)]
     args = ["gateway", "--config", str(config), "--port", str(port), *backend_env(backend)[0], *flags]
@@ -75,12 +77,30 @@ def test_gateway_to_https_upstreams(project: Path, run_qkhyper: type[Qkhyper], c
     assert body["detail"].startswith("upstream TLS: certificate verify failed: unable to get local issuer certificate")
     gateway.wait_for(rf"/untrusted: TLS handshake with localhost:{up} failed: certificate verify failed")
 
+    mismatch = get(f"{base}/mismatch/x")
+    assert mismatch.status_code == 502
+    assert mismatch.json()["detail"] == (
+        "upstream TLS: certificate verify failed: Hostname mismatch, certificate is not valid for '127.1'."
+    )
+
     insecure = get(f"{base}/insecure/x")
     assert insecure.status_code == 200 and insecure.json()["route"] == "/raw/x"
 
     with connect(f"ws://127.0.0.1:{port}/wsup/ws", open_timeout=15) as ws:  # wss:// to the upstream
         ws.send("over tls")
         assert ws.recv(timeout=15) == "over tls"
+
+
+def test_gateway_routes_to_apps_served_with_tls(project: Path, run_qkhyper: type[Qkhyper], certs: Certs) -> None:
+    """[qkhyper] certfile: the app's route goes over https, trusting the app's own certificate (a leaf, no CA)."""
+    tls_upstream(project, run_qkhyper)
+    port = free_port()
+    gateway = run_qkhyper(["gateway", "--config", str(project / "hypercorn.toml"), "--port", str(port)], project)
+    gateway.wait_ready()
+    gateway.wait_for(r"route /up -> https://127.0.0.1:\d+$")
+    seen = get(f"http://127.0.0.1:{port}/up/echo").json()
+    assert seen["route"] == "/echo"
+    assert dict(seen["headers"])["host"] == f"127.0.0.1:{port}"  # the client's Host is kept for the config's apps
 
 
 def test_static_api_target_over_https(project: Path, run_qkhyper: type[Qkhyper], certs: Certs) -> None:
