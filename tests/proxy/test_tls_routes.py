@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import ssl
 
+import h11
 import pytest
 
 from qkhyper.config.model import UpstreamTlsSpec
+from qkhyper.gateway.app import follow_fastapi_redirect
 from qkhyper.proxy.core import host_header
 from qkhyper.proxy.mock import HANG, MockStream
 from qkhyper.proxy.protocol import rewrite_location
@@ -190,3 +192,18 @@ def test_host_header(target: tuple[str, int], tls: bool, host: bytes) -> None:
 )
 def test_location_of_the_upstream_loses_the_base(location: bytes, rewritten: bytes) -> None:
     assert rewrite_location(location, ("up.test", 443), b"https://gw.test", "/up", b"/v1") == rewritten
+
+
+@pytest.mark.parametrize(
+    ("location", "follow"),
+    [
+        (b"/v1/items/", b"/items/"),
+        (b"https://up.test/v1/items/", b"/items/"),
+        (b"/items/", b"/items/"),
+        (b"/v1/x/", None),
+    ],
+)
+async def test_fastapi_redirect_under_a_base_path(location: bytes, follow: bytes | None) -> None:
+    core, _backend = make_core([])
+    redirect = h11.Response(status_code=307, headers=[(b"location", location)])
+    assert follow_fastapi_redirect(route(core, base="/v1"), b"/items", redirect) == follow
