@@ -19,9 +19,10 @@ import trio
 
 from .advice import start_warnings, static_warnings
 from .config.hypercorn_values import log_level
-from .config.load import DEMO_CONFIG, load_settings
+from .config.load import DEFAULT_NAME, DEMO_CONFIG, load_settings
 from .config.model import GatewayOptions, Settings, StaticOptions, UpstreamTlsSpec, tls_settings
 from .config.portmap import read_port_map
+from .config.starter import STARTER
 from .config.targets import parse_api_target
 from .errors import ConfigError, QkhyperError, UsageError
 from .gateway.routes import describe as describe_routes
@@ -52,6 +53,7 @@ def serve(
     reload_settings: Callable[[], Settings] | None = None,
     stream: TextIO | None = None,
     debug: bool = False,
+    notes: Sequence[str] = (),
 ) -> int:
     """Serve the selected apps until SIGINT/SIGTERM; return the exit code.
 
@@ -61,6 +63,7 @@ def serve(
             the affected workers on a change.
         reload_settings: how to re-read the settings when the config file
             changes (default: the same file, without CLI overrides).
+        notes: lines logged before the start, such as `demo_notes`.
 
     Raises:
         QkhyperError: usage and config errors (exit 2), start failures (exit 1).
@@ -78,7 +81,31 @@ def serve(
                 raise UsageError(f"--reload-dir {folder}: no such folder")
         watch_plan = make_watch_plan(plan, settings.base_dir, settings.config_file, reload_dirs)
         reloader = Reloader(watch_plan, replan)
-    return _run("serve", plan, settings, reloader, stream, debug, replan=replan)
+    return _run("serve", plan, settings, reloader, stream, debug, replan=replan, notes=notes)
+
+
+def demo_notes(settings: Settings) -> list[str]:
+    """What `serve` says first when no config was found: it serves the demo, and how to write a config."""
+    return [DEMO_NOTE] if settings.source == "bundled demo" else []
+
+
+DEMO_NOTE = (
+    "no hypercorn.toml here: serving the bundled demo (users, orders); "
+    "`qkhyper init` writes a commented starter config to edit"
+)
+
+
+def init(folder: Path, *, force: bool = False) -> Path:
+    """Write the commented starter config (`qkhyper init`) as `folder/hypercorn.toml`; return its path.
+
+    Raises:
+        UsageError: the file exists and `force` is false (exit 2).
+    """
+    path = folder / DEFAULT_NAME
+    if path.exists() and not force:
+        raise UsageError(f"{path} exists; not overwriting it (--force replaces it)")
+    path.write_text(STARTER, encoding="utf-8")
+    return path
 
 
 def _rereader(settings: Settings) -> Callable[[], Settings]:
@@ -219,6 +246,7 @@ def _run(
     proxy_headers: bool = True,
     warnings: Sequence[str] = (),
     replan: Callable[[], ServePlan] | None = None,
+    notes: Sequence[str] = (),
 ) -> int:
     """Run `plan` under the supervisor, on the sockets systemd passed where it passed any, telling it how we are."""
     labels = [unit.label for unit in plan.units]
@@ -234,6 +262,8 @@ def _run(
     plan = dataclasses.replace(plan, passed=passed.fds)
     listens_tcp = any(unit.label not in passed.fds and unit.unix is None for unit in plan.units)
     advice = start_warnings(settings, listens_tcp=listens_tcp, proxy_headers=proxy_headers)
+    for line in notes:
+        log.info("%s", line)
     for line in [*passed.warnings, *advice, *warnings]:
         log.warning("warning: %s", line)
     for label in passed.fds:

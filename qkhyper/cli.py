@@ -8,19 +8,23 @@ traceback.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import time
 import traceback
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from . import __version__, api
 from .config import Settings, load_settings
 from .config.hypercorn_values import LOG_LEVELS
+from .config.import_target import import_target, target_settings
 from .config.model import ACCESS_LOG_FORMATS, BACKENDS, LOG_FORMATS, WORKER_CLASSES
+from .config.workers import web_concurrency
 from .control import commands
-from .errors import QkhyperError
+from .errors import QkhyperError, UsageError
 from .jsonlog import dumps, plain_fields
 from .logs import SUPERVISOR_LABEL
 from .supervisor.plan import Selection
@@ -39,8 +43,19 @@ def port_number(text: str) -> int:
     return port
 
 
+def seconds(text: str) -> float:
+    """`--graceful-timeout`: a finite number of seconds, 0 or more."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds, got {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more seconds, got {text}")
+    return value
+
+
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", metavar="PATH", help="config file (default: see lookup order below)")
+    parser.add_argument("-c", "--config", metavar="PATH", help="config file (default: see lookup order below)")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of errors (default: off)")
 
 
@@ -62,12 +77,28 @@ def _runtime(parser: argparse.ArgumentParser) -> None:
         choices=list(LOG_LEVELS),
         help="of qkhyper, its workers and their servers (default: the top-level loglevel key, info)",
     )
+    parser.add_argument(
+        "--graceful-timeout",
+        type=seconds,
+        metavar="S",
+        help="seconds in-flight requests get on shutdown, both backends (default: the top-level "
+        "graceful_timeout key, 3)",
+    )
     _common(parser)
 
 
-def _add_serve(sub: Any, name: str, aliases: list[str], aio: bool, help_text: str) -> None:
+WORKERS_HELP = "(default: {}, else $WEB_CONCURRENCY, else 1)"
+
+
+def _add_serve(sub: Any, name: str, aliases: list[str], aio: bool, help_text: str, port: int | None) -> None:
     parser = sub.add_parser(name, aliases=aliases, help=help_text, description=help_text, epilog=EPILOG)
-    parser.add_argument("apps", nargs="*", metavar="APP", help="apps to serve (default: every app in the config)")
+    parser.add_argument(
+        "apps",
+        nargs="*",
+        metavar="APP",
+        help="apps to serve (default, or `all`: every app in the config); or one module:app to serve "
+        "without a config, as uvicorn does",
+    )
     parser.add_argument(
         "--aio",
         action="store_true",
@@ -77,12 +108,16 @@ def _add_serve(sub: Any, name: str, aliases: list[str], aio: bool, help_text: st
     parser.add_argument(
         "--exclude", nargs="+", action="extend", default=[], metavar="NAME", help="apps to leave out (repeatable)"
     )
+    where = "8000" if port is None else str(port)
     parser.add_argument(
         "--port",
         type=port_number,
-        help="port for the one app, or for --aio (default: the app's port; --aio: 8000)",
+        default=port,
+        help=f"port for the one app, or for --aio (default: the app's port; module:app and --aio: {where})",
     )
-    parser.add_argument("--workers", type=int, metavar="N", help="workers per app (default: the app's workers, 1)")
+    parser.add_argument(
+        "-w", "--workers", type=int, metavar="N", help="workers per app " + WORKERS_HELP.format("the app's workers")
+    )
     parser.add_argument(
         "--reload", action="store_true", help="roll an app's workers when its code or the config changes (default: off)"
     )
@@ -100,7 +135,7 @@ def _add_serve(sub: Any, name: str, aliases: list[str], aio: bool, help_text: st
 def _server_options(parser: argparse.ArgumentParser, table: str, port: int) -> None:
     """Options of qkhyper's own servers (static, gateway)."""
     parser.add_argument("--port", type=port_number, help=f"port (default: [qkhyper.{table}] port, {port})")
-    parser.add_argument("--workers", type=int, default=1, metavar="N", help="worker processes (default: 1)")
+    parser.add_argument("-w", "--workers", type=int, metavar="N", help="worker processes " + WORKERS_HELP.format("1"))
     _runtime(parser)
 
 
@@ -148,7 +183,13 @@ def _add_gateway(sub: Any) -> None:
     flag = argparse.BooleanOptionalAction
     parser.add_argument("--add-slashes", action=flag, help="redirect /prefix to /prefix/ (default: off)")
     parser.add_argument(
-        "--fastapi-redirect", action=flag, help="follow an upstream's trailing-slash 307 internally (default: off)"
+        "--fastapi-redirect",
+        "--redirect",  # the older framework's other name for it
+        action=flag,
+        help="follow an upstream's 307/308 internally, with the same method and body (default: off)",
+    )
+    parser.add_argument(
+        "--redirect-cache", action=flag, help="remember where --fastapi-redirect led, LRU (default: on)"
     )
     parser.add_argument("--cors-origin", action="append", metavar="ORIGIN", help="allow CORS from ORIGIN (repeatable)")
     parser.add_argument(
@@ -167,14 +208,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"qkhyper {__version__}")
     sub = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
-    _add_serve(sub, "serve", ["runserver"], False, "serve apps, each in its own supervised processes")
-    _add_serve(sub, "runserver-aio", [], True, "serve all apps in one process (same as: serve --aio)")
+    _add_serve(sub, "serve", ["runserver"], False, "serve apps, each in its own supervised processes", None)
+    # The older framework's runserver-aio listened on 8080; `serve --aio` takes the gateway's 8000.
+    _add_serve(sub, "runserver-aio", [], True, "serve all apps in one process (same as: serve --aio --port 8080)", 8080)
     _add_gateway(sub)
     _add_static(sub)
     check = sub.add_parser("check", help="validate the config, import every app, print the plan", epilog=EPILOG)
     _common(check)
     check.set_defaults(command="check")
+    text = "write a commented starter hypercorn.toml in the current folder"
+    init = sub.add_parser("init", help=text, description=text)
+    init.add_argument("--force", action="store_true", help="replace an existing hypercorn.toml (default: refuse)")
+    init.add_argument("--debug", action="store_true", help="show tracebacks of errors (default: off)")
+    init.set_defaults(command="init")
     _add_control(sub)
+    for parser_ in sub.choices.values():  # so an unknown flag is reported with that command's usage
+        parser_.set_defaults(parser=parser_)
     return parser
 
 
@@ -227,6 +276,7 @@ _OVERRIDES: dict[str, dict[str, tuple[str, ...]]] = {
         "fallback": ("gateway", "fallback"),
         "add_slashes": ("gateway", "add_slashes"),
         "fastapi_redirect": ("gateway", "fastapi_redirect"),
+        "redirect_cache": ("gateway", "redirect_cache"),
         "cors_origin": ("gateway", "cors_origins"),
         "max_body_size": ("gateway", "max_body_size"),
         "connect_timeout": ("gateway", "connect_timeout"),
@@ -236,13 +286,27 @@ _OVERRIDES: dict[str, dict[str, tuple[str, ...]]] = {
     },
     "static": {
         "port": ("static", "port"),
-        "root": ("static", "root"),
+        "root": ("static", "root"),  # absolute by now: see _cli_paths
         "api_prefix": ("static", "api_prefix"),
         "api_target": ("static", "api_target"),
         "access_log": ("static", "access_log"),
         "access_log_format": ("static", "access_log_format"),
     },
 }
+
+
+# Flags that name a path: relative to the current folder, unlike paths in the config file (relative to it).
+_PATH_FLAGS = ("root", "reload_dir")
+
+
+def _cli_paths(args: argparse.Namespace) -> None:
+    """Make the path flags absolute against the current folder before they become settings."""
+    for attr in _PATH_FLAGS:
+        value = getattr(args, attr, None)
+        if isinstance(value, str):
+            setattr(args, attr, os.path.abspath(value))
+        elif isinstance(value, list):
+            setattr(args, attr, [os.path.abspath(item) for item in value])
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -261,13 +325,33 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def _top_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """CLI flags that override a top-level (Hypercorn) key: `--log-level` is `loglevel`, one setting."""
-    level = getattr(args, "log_level", None)
-    return {} if level is None else {"loglevel": level}
+    top: dict[str, Any] = {}
+    if getattr(args, "log_level", None) is not None:
+        top["loglevel"] = args.log_level
+    if getattr(args, "graceful_timeout", None) is not None:
+        top["graceful_timeout"] = args.graceful_timeout
+    return top
 
 
 def load(args: argparse.Namespace) -> Settings:
-    """The settings with the command line's overrides (again on each `--reload` of the config)."""
-    return load_settings(args.config, overrides=_overrides(args), top=_top_overrides(args))
+    """The settings with the command line's overrides (again on each `--reload` of the config).
+
+    `serve module:app` replaces the config's apps with that one (config/import_target.py).
+    """
+    settings = load_settings(args.config, overrides=_overrides(args), top=_top_overrides(args))
+    target = import_target(args.apps) if args.command == "serve" else None
+    if target is None:
+        return settings
+    return target_settings(settings, target, web_concurrency(os.environ), Path.cwd())
+
+
+def workers(args: argparse.Namespace) -> int | None:
+    """Workers of gateway, static and `serve --aio`: the flag, else $WEB_CONCURRENCY (apps: config/load.py)."""
+    if args.workers is not None:
+        return int(args.workers)
+    if args.command == "serve" and not args.aio:
+        return None  # each app's `workers` key, already defaulted from $WEB_CONCURRENCY
+    return web_concurrency(os.environ)
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
@@ -276,13 +360,17 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.command in CONTROL_COMMANDS:
         return control(args, settings)
     reread = lambda: load(args)  # noqa: E731 - how `qkhyper reload` re-reads, with this command line's overrides
+    count = workers(args)
     if args.command == "gateway":
         return api.gateway(
-            settings, upstreams=args.upstream, workers=args.workers, debug=args.debug, reload_settings=reread
+            settings, upstreams=args.upstream, workers=count or 1, debug=args.debug, reload_settings=reread
         )
     if args.command == "static":
-        return api.static(settings, workers=args.workers, debug=args.debug, reload_settings=reread)
-    selection = Selection(args.apps, args.exclude, args.aio, args.port, args.workers)
+        return api.static(settings, workers=count or 1, debug=args.debug, reload_settings=reread)
+    target = import_target(args.apps)
+    if target is not None and args.aio:
+        raise UsageError(f"serve {target} serves one app at the root: leave out --aio")
+    selection = Selection([] if target else args.apps, args.exclude, args.aio, args.port, count)
     return api.serve(
         settings,
         selection,
@@ -290,6 +378,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         reload_dirs=args.reload_dir,
         reload_settings=reread,
         debug=args.debug,
+        notes=[] if target else api.demo_notes(settings),
     )
 
 
@@ -316,14 +405,52 @@ def error_line(exc: QkhyperError, log_format: str) -> str:
     return f"qkhyper: error: {exc}"
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse the command line; unknown flags are reported with the subcommand's usage, not the top-level one.
+
+    `parse_args` on the top parser reports a subcommand's unknown arguments
+    with the top-level usage (cpython gh-53580), which names no option of the
+    subcommand; so they are collected here and the subcommand's parser reports them.
+
+    Raises:
+        SystemExit: argparse printed its usage line (2), or --help / --version (0).
+    """
     parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        getattr(args, "parser", parser).error(f"unrecognized arguments: {' '.join(unknown)}")
+    _cli_paths(args)
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; a closed stdout (`qkhyper check | head -1`) ends it quietly.
+
+    On a broken pipe, stdout is pointed at /dev/null so the interpreter's final
+    flush does not print a second error, as the Python docs recommend
+    (https://docs.python.org/3/library/signal.html#note-on-sigpipe).
+    """
     try:
-        args = parser.parse_args(argv)
+        code = _main(argv)
+        sys.stdout.flush()  # here, not at exit, so a closed pipe is caught below
+        return code
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1  # what Python itself exits with on EPIPE
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    try:
+        args = parse(argv)
     except SystemExit as exc:  # argparse has printed its usage line
         return int(exc.code or 0)
     log_format = "text"  # until the settings are read: a config that does not load says so in text
     try:
+        if args.command == "init":
+            path = api.init(Path.cwd(), force=args.force)
+            print(f"wrote {path}; `qkhyper check` validates it, `qkhyper serve` runs it")
+            return 0
         settings = load(args)
         if args.command not in ("check", *CONTROL_COMMANDS):  # these print a report, not a log
             log_format = settings.qkhyper.log_format

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, UsageError
+from .cors import check_cors
 from .environ import check_env_table
 from .hypercorn_values import check_hypercorn_values
 from .listeners import check_listener, check_trusted
@@ -44,7 +45,7 @@ from .model import (
 )
 from .targets import parse_any, parse_target
 from .workers import MANAGED_KEYS as MANAGED_WORKER_KEYS
-from .workers import check_worker_limits
+from .workers import check_worker_limits, web_concurrency
 
 CONFIG_ENV = "QKHYPER_CONFIG"
 DEFAULT_NAME = "hypercorn.toml"
@@ -124,12 +125,22 @@ def load_settings(
     if not isinstance(table, dict):
         raise ConfigError(f"{path}: `qkhyper` must be a table")
     merged = _deep_merge(_deep_merge(table, _env_layer(env)), dict(overrides or {}))
+    merged = _default_workers(merged, web_concurrency(env))
     qk = _check_qkhyper(_build(QkhyperSettings, merged, "qkhyper"))
     base_dir = Path.cwd() if is_demo else path.parent
     source = "bundled demo" if is_demo else str(path)
     hypercorn = check_hypercorn_keys({**data, **(top or {})})
     check_hypercorn_values(hypercorn)
     return Settings(qkhyper=qk, hypercorn=hypercorn, base_dir=base_dir, source=source)
+
+
+def _default_workers(table: dict[str, Any], workers: int | None) -> dict[str, Any]:
+    """`$WEB_CONCURRENCY` for every app whose table does not say `workers` (config beats it, as in gunicorn)."""
+    apps = table.get("apps")
+    if workers is None or not isinstance(apps, list):
+        return table
+    filled = [{"workers": workers, **app} if isinstance(app, dict) else app for app in apps]
+    return {**table, "apps": filled}
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -312,6 +323,9 @@ def _check_qkhyper(qk: QkhyperSettings) -> QkhyperSettings:
     _check_proxy("qkhyper.gateway", qk.gateway)
     _check_proxy("qkhyper.static", qk.static)
     _check_upstreams(qk.gateway)
+    check_cors(qk.gateway.cors_origins, qk.gateway.cors_allow_credentials, "qkhyper.gateway")
+    if qk.gateway.cors_max_age < 0:
+        raise ConfigError(f"qkhyper.gateway.cors_max_age must be 0 or more, got {qk.gateway.cors_max_age}")
     for where, table in (("qkhyper", qk), ("qkhyper.gateway", qk.gateway), ("qkhyper.static", qk.static)):
         check_tls_keys(where, tls_settings(table))
     if qk.ready_timeout <= 0:

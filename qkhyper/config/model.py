@@ -155,9 +155,14 @@ class GatewaySettings(ProxySettings):
     default_upstream: str = "127.0.0.1"
     add_slashes: bool = False
     fastapi_redirect: bool = False
+    redirect_cache: bool = True  # --fastapi-redirect remembers where a redirect led (LRU, 1024 paths)
     upstreams: dict[str, UpstreamSettings] = field(default_factory=dict)
     fallback: str = ""  # HOST:PORT for paths no prefix matches ("" -> 404 JSON)
-    cors_origins: list[str] = field(default_factory=list)
+    cors_origins: list[str] = field(default_factory=list)  # origins and patterns: config/cors.py
+    cors_allow_credentials: bool = False  # Access-Control-Allow-Credentials: true (cookies, auth); never with "*"
+    cors_allow_methods: list[str] = field(default_factory=lambda: ["*"])  # answered to a preflight
+    cors_allow_headers: list[str] = field(default_factory=lambda: ["*"])  # request headers a page may send
+    cors_max_age: int = 600  # seconds a browser may cache a preflight's answer
     metrics_port: int = 0  # /metrics, /healthz, /readyz of `qkhyper gateway` on [qkhyper] metrics_host; 0 = off
     # TLS for clients of the gateway (see TlsSettings); all empty: plain HTTP.
     certfile: str = ""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from ..errors import ConfigError
 from .model import AppSpec, QkhyperSettings, WorkerLimits
@@ -78,3 +78,24 @@ def strictest(limits: Sequence[WorkerLimits]) -> WorkerLimits:
         max_lifetime=float(values["max_lifetime"]),
         worker_timeout=float(values["worker_timeout"]),
     )
+
+
+# gunicorn's and uvicorn's variable (Heroku, Render and Dokku set it from the machine's size).
+WEB_CONCURRENCY = "WEB_CONCURRENCY"
+
+
+def web_concurrency(env: Mapping[str, str]) -> int | None:
+    """`$WEB_CONCURRENCY` as a worker count, None when unset or empty.
+
+    It is a default, as in gunicorn (`workers`' default reads it): `--workers`
+    beats an app's `workers` key, which beats this, which beats 1.
+
+    Raises:
+        ConfigError: not a whole number of at least 1.
+    """
+    text = env.get(WEB_CONCURRENCY, "").strip()
+    if not text:
+        return None
+    if not text.isascii() or not text.isdigit() or int(text) < 1:
+        raise ConfigError(f"{WEB_CONCURRENCY} must be a whole number of workers, 1 or more, got {text!r}")
+    return int(text)

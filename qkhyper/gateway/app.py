@@ -10,12 +10,14 @@ import h11
 
 from ..asgi.responses import answer_json, send_json
 from ..asgi.types import ASGIApp, Receive, Scope, Send
-from ..config.model import GatewayOptions
+from ..config.cors import check_cors
+from ..config.model import GatewayOptions, GatewaySettings
 from ..metrics.recorder import ProxyMetrics, Recorder
 from ..proxy.core import ProxyCore
 from ..proxy.forward import Route
 from ..proxy.protocol import match_prefix, raw_path
 from .docs_fix import fix_body, wants_fix
+from .index import index
 
 log = logging.getLogger("qkhyper.gateway")
 
@@ -61,6 +63,9 @@ class GatewayApp:
                 self.metrics.unrouted(REFUSED, scope["method"], 400)
             return
         found = self.table.match(raw)
+        if found is None and raw.partition(b"?")[0] == b"/" and scope.get("method") in ("GET", "HEAD"):
+            await self._index(scope, send)  # no route or fallback claims `/`: list the routes
+            return
         if found is None:
             body = {"error": "not found", "path": scope["path"], "prefixes": self.table.prefixes}
             await answer_json(scope, send, 404, body)
@@ -74,6 +79,13 @@ class GatewayApp:
                 self.metrics.unrouted(route.label, scope["method"], 307)
         else:
             await self.core.handle(scope, receive, send, route, matched)
+
+    async def _index(self, scope: Scope, send: Send) -> None:
+        accept = next((value for name, value in scope["headers"] if name == b"accept"), None)
+        content_type, body = index(self.table.prefixes, accept)
+        headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": [*headers, (b"vary", b"Accept")]})
+        await send({"type": "http.response.body", "body": body})
 
     async def _add_slash(self, scope: Scope, send: Send, raw: bytes) -> None:
         query = scope.get("query_string", b"")
@@ -116,6 +128,7 @@ def create(options: GatewayOptions, *, metrics: Recorder | None = None) -> ASGIA
         cfg,
         rewrite_body=rewrite_docs,
         follow_redirect=follow_fastapi_redirect if cfg.fastapi_redirect else None,
+        redirect_cache=cfg.redirect_cache,
         metrics=None if metrics is None else ProxyMetrics(metrics),
     )
     routes = [
@@ -125,6 +138,7 @@ def create(options: GatewayOptions, *, metrics: Recorder | None = None) -> ASGIA
             strip=r.strip,
             idle_timeout=r.upstream_idle_timeout,
             sse_idle_timeout=r.sse_idle_timeout,
+            add_slashes=cfg.add_slashes,
             tls=r.tls_options if r.tls else None,
             base=r.base,
             rewrite_host=r.sends_target_host,
@@ -138,12 +152,28 @@ def create(options: GatewayOptions, *, metrics: Recorder | None = None) -> ASGIA
 
         app = DocsAssetsMiddleware(app)
     if cfg.cors_origins:
-        from starlette.middleware.cors import CORSMiddleware
-
-        # A page on another origin may read only the response headers CORS exposes: the request ID
-        # is the one it needs to show in an error report.
-        exposed = ["X-Request-ID"] if cfg.request_id else []
-        app = CORSMiddleware(
-            app, allow_origins=cfg.cors_origins, allow_methods=["*"], allow_headers=["*"], expose_headers=exposed
-        )
+        app = cors(app, cfg)
     return app
+
+
+def cors(app: ASGIApp, cfg: GatewaySettings) -> ASGIApp:
+    """Starlette's CORS handling (preflights answered here, `Vary: Origin`), with qkhyper's origin rules.
+
+    The origins were checked at config load (config/cors.py), so this cannot fail.
+    """
+    from starlette.middleware.cors import CORSMiddleware
+
+    rules = check_cors(cfg.cors_origins, cfg.cors_allow_credentials, "qkhyper.gateway")
+    # A page on another origin may read only the response headers CORS exposes: the request ID
+    # is the one it needs to show in an error report.
+    exposed = ["X-Request-ID"] if cfg.request_id else []
+    return CORSMiddleware(
+        app,
+        allow_origins=["*"] if rules.every else list(rules.exact),
+        allow_origin_regex=rules.regex,
+        allow_credentials=cfg.cors_allow_credentials,
+        allow_methods=cfg.cors_allow_methods,
+        allow_headers=cfg.cors_allow_headers,
+        expose_headers=exposed,
+        max_age=cfg.cors_max_age,
+    )

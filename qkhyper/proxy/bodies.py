@@ -26,13 +26,31 @@ from .watchdog import Watchdog
 class RequestBody:
     """The request body: read from the client once, sent upstream as it arrives."""
 
-    def __init__(self, receive: Receive, head: RequestHead, *, limit: int, client_timeout: float, send_timeout: float):
+    def __init__(
+        self,
+        receive: Receive,
+        head: RequestHead,
+        *,
+        limit: int,
+        client_timeout: float,
+        send_timeout: float,
+        keep: int = 0,
+    ):
+        """`keep`: copy up to this many bytes while sending, so a followed redirect can send the body again."""
         self.receive = receive
         self.empty = head.length == 0
         self.limit = limit
         self.client_timeout = client_timeout
         self.send_timeout = send_timeout
         self.consumed = False
+        self.keep = keep
+        self.kept: bytearray | None = bytearray() if keep else None  # None once over `keep` (or keeping is off)
+        self.complete = False  # the whole body was read from the client
+
+    @property
+    def replayable(self) -> bool:
+        """Whether `send_to` can send it (again): empty, unread, or read whole into `kept`."""
+        return self.empty or not self.consumed or (self.complete and self.kept is not None)
 
     async def send_to(self, conn: UpstreamConnection) -> None:
         """Send the body and its end.
@@ -45,7 +63,10 @@ class RequestBody:
         if self.empty:
             await conn.send(h11.EndOfMessage())
             return
-        assert not self.consumed, "a request body can be sent only once"
+        if self.consumed:
+            assert self.replayable, "a body not kept whole can be sent only once"
+            await self._send_kept(conn)
+            return
         self.consumed = True
         size = 0
         waiting_for_client = True
@@ -62,15 +83,31 @@ class RequestBody:
                 size += len(chunk)
                 if self.limit and size > self.limit:
                     raise BodyTooLarge(f"request body over {self.limit} bytes")
+                if self.kept is not None:
+                    if size <= self.keep:
+                        self.kept += chunk
+                    else:
+                        self.kept = None
                 waiting_for_client = False
                 scope.deadline = anyio.current_time() + self.send_timeout
                 if chunk:
                     await conn.send(h11.Data(data=chunk))
+            self.complete = True
             await conn.send(h11.EndOfMessage())
             scope.deadline = math.inf
         if scope.cancelled_caught:
             if waiting_for_client:
                 raise ClientBodyTimeout(f"no request body data for {self.client_timeout:g} s")
+            raise ResponseHeadTimeout(f"upstream took no request body data for {self.send_timeout:g} s")
+
+    async def _send_kept(self, conn: UpstreamConnection) -> None:
+        """The kept body again, for a followed redirect, within `send_timeout`."""
+        assert self.kept is not None
+        with anyio.move_on_after(self.send_timeout) as scope:
+            if self.kept:
+                await conn.send(h11.Data(data=bytes(self.kept)))
+            await conn.send(h11.EndOfMessage())
+        if scope.cancelled_caught:
             raise ResponseHeadTimeout(f"upstream took no request body data for {self.send_timeout:g} s")
 
 

@@ -37,7 +37,9 @@ class ProxyCore:
         rewrite_body: BodyRewriter | None = None,
         follow_redirect: RedirectFollower | None = None,
         metrics: ProxyMetrics | None = None,
+        redirect_cache: bool = True,
     ) -> None:
+        """`redirect_cache`: remember where a followed redirect led (`follow_redirect` only)."""
         self.settings = settings
         self.metrics = metrics
         self.pool = Pool(
@@ -56,6 +58,7 @@ class ProxyCore:
             follow_redirect=follow_redirect,
             clock=clock,
             metrics=metrics,
+            redirect_cache=redirect_cache,
         )
         self.websocket = WebSocketProxy(
             self.pool,
@@ -82,11 +85,14 @@ class ProxyCore:
         strip: bool = True,
         idle_timeout: float | None = None,
         sse_idle_timeout: float | None = None,
+        add_slashes: bool = False,
         tls: UpstreamTlsSpec | None = None,
         base: str = "",
         rewrite_host: bool = False,
     ) -> Route:
         """A route to `targets`; timeouts left as None are this core's settings.
+
+        Its prefix joins the ones a redirect's Location may already start with (protocol.rewrite_location).
 
         Args:
             tls: the targets are https://, checked as it says (None: plain HTTP).
@@ -96,6 +102,8 @@ class ProxyCore:
         Raises:
             ssl.SSLError, OSError: `tls.ca_certs` cannot be loaded (the parent checked it at start).
         """
+        if prefix:
+            self.forward.prefixes.append(prefix)
         context = None
         if tls is not None:
             context = self._contexts.get(tls)
@@ -108,6 +116,7 @@ class ProxyCore:
             strip,
             self.settings.upstream_idle_timeout if idle_timeout is None else idle_timeout,
             self.settings.sse_idle_timeout if sse_idle_timeout is None else sse_idle_timeout,
+            add_slashes,
             context,
             base.encode("ascii"),
             hosts,

@@ -49,6 +49,7 @@ from .protocol import (
     request_head,
     response_headers,
     rewrite_location,
+    slashed,
     upstream_target,
 )
 from .watchdog import Watchdog
@@ -61,6 +62,9 @@ SMALL_BODY = 1024 * 1024
 REWRITE_LIMIT = 4 * 1024 * 1024
 # Paths --fastapi-redirect remembers; the oldest is forgotten first.
 REDIRECT_MEMO_SIZE = 1024
+# --fastapi-redirect: request bodies up to this size are kept while sent, so a 307/308 can be followed
+# with the same method and body; a larger body is not held in memory, and the client gets the redirect.
+REDIRECT_BODY = 1024 * 1024
 _NO_BODY_STATUS = frozenset({204, 304})
 
 
@@ -73,6 +77,7 @@ class Route:
     strip: bool = True
     idle_timeout: float = 60.0  # upstream_idle_timeout of this route
     sse_idle_timeout: float = 0.0
+    add_slashes: bool = False  # append `/` to the upstream path (protocol.slashed)
     tls: ssl.SSLContext | None = None  # https:// targets: the context, made once per worker
     base: bytes = b""  # put in front of every upstream path: b"/v1"
     hosts: Mapping[Address, bytes] | None = None  # rewrite_host: the Host each target is asked for
@@ -141,6 +146,7 @@ class Forwarder:
         follow_redirect: RedirectFollower | None = None,
         clock: Clock = time.monotonic,
         metrics: ProxyMetrics | None = None,
+        redirect_cache: bool = True,
     ) -> None:
         self.pool = pool
         self.metrics = metrics
@@ -148,8 +154,9 @@ class Forwarder:
         self.settings = settings
         self.rewrite_body = rewrite_body
         self.follow_redirect = follow_redirect
-        self.redirects = RedirectMemo()
+        self.redirects = RedirectMemo(REDIRECT_MEMO_SIZE if redirect_cache else 0)
         self.clock = clock
+        self.prefixes: list[str] = []  # every route's prefix (ProxyCore.route adds them): Location rewriting
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send, route: Route, matched: int) -> None:
         """Forward the request; `matched` bytes of `raw_path` spelled the route's prefix."""
@@ -190,6 +197,8 @@ class Forwarder:
     ) -> Address:
         raw = raw_path(scope)
         path = raw[matched:] if route.strip else raw
+        if route.add_slashes:
+            path = slashed(path or b"/")
         if self.follow_redirect is not None:
             path = self.redirects.get(route.prefix, path) or path
         sent_path = upstream_target(route.base + path if route.base else path, scope["query_string"])
@@ -203,6 +212,7 @@ class Forwarder:
             limit=limit,
             client_timeout=self.settings.client_body_timeout,
             send_timeout=self.settings.read_timeout,
+            keep=REDIRECT_BODY if self.follow_redirect is not None else 0,
         )
         response = await self._exchange(route, head, body, receive)
         response = await self._follow(route, head, body, receive, response, path)
@@ -295,8 +305,8 @@ class Forwarder:
         The redirect's connection is closed rather than drained: its body is of no
         use, and an upstream could make it endless.
         """
-        if self.follow_redirect is None or not body.empty:
-            return response
+        if self.follow_redirect is None or not body.replayable:
+            return response  # a body not kept whole (over REDIRECT_BODY): the client gets the redirect
         try:
             new_path = self.follow_redirect(route, path, response.event)
         except BaseException:
@@ -336,7 +346,9 @@ class Forwarder:
             if head.location >= 0:
                 name, value = headers[head.location]
                 public = public_origin(scope)
-                location = rewrite_location(value, response.target, public, _sent_prefix(route), route.base)
+                location = rewrite_location(
+                    value, response.target, public, _sent_prefix(route), self.prefixes, route.base
+                )
                 headers[head.location] = (name, location)
             record.status = event.status_code
             edit = self._rewriter(scope, route, path, event.status_code, head.length)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Iterable, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, unquote_to_bytes, urlsplit
@@ -333,31 +333,73 @@ def response_headers(raw: Iterable[tuple[bytes, bytes]], request_id: bytes | Non
 
 
 def rewrite_location(
-    location: bytes, upstream: tuple[str, int], public: bytes, prefix: str, base: bytes = b""
+    location: bytes,
+    upstream: tuple[str, int],
+    public: bytes,
+    prefix: str,
+    prefixes: Sequence[str] = (),
+    base: bytes = b"",
 ) -> bytes:
-    """Point a `Location` that names the upstream itself at the proxy's public URL.
+    """Point an upstream's `Location` back through the gateway, under the route's prefix.
 
-    `public` is `scheme://host` as the client used it; the route's `base` path,
-    when the Location's path starts with it, is taken off (it is the upstream's,
-    not the client's). A Location for any other authority, or a relative one,
-    is left alone: upstreams served by qkhyper already build prefixed URLs from
-    X-Forwarded-Prefix and the kept Host.
+    An upstream behind a prefix often does not know it: a plain uvicorn app
+    ignores `X-Forwarded-Prefix`, so FastAPI's trailing-slash redirect for
+    `/users/items` says `Location: http://gateway/items/`, which 404s. So a
+    Location that points at the upstream itself, at the host the client used
+    (`public` is `scheme://host` as the client sent it), or is a path-absolute
+    reference (`/items/`) gets the route's `prefix` in front of its path, and
+    the client's scheme and host. A path that already starts with a route's
+    prefix (any of `prefixes`, the route's own included, whole segments only)
+    is left as it is: the app knew. A Location for any other authority, or a
+    path-relative one (`items/`, resolved by the client under the prefix
+    already), is left alone, as is one that does not parse. The route's
+    `base` path (an upstream URL's `/v1`), when the path starts with it, is
+    taken off first: it is the upstream's, not the client's.
     """
     try:
         parts = urlsplit(location.decode("latin-1"))
         port = parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError:
         return location
-    if not parts.scheme or (parts.hostname, port) != upstream:
-        return location
+    if parts.scheme or parts.netloc:
+        public_netloc = urlsplit(public.decode("latin-1")).netloc.lower()
+        if (parts.hostname, port) != upstream and parts.netloc.lower() != public_netloc:
+            return location  # another site
+        origin = public
+    elif location.startswith(b"/") and not location.startswith(b"//"):
+        origin = b""  # path-absolute: stays relative, under the prefix
+    else:
+        return location  # path-relative: the client resolves it under the prefix already
     path = parts.path or "/"
     if base:
         size = len(base)
         written = path.encode("latin-1")
         if written.startswith(base) and (len(written) == size or written[size] == 0x2F):
             path = path[size:] or "/"
+    if not any(_under(path, p) for p in (prefix, *prefixes) if p):
+        path = prefix + path
     rest = path + (f"?{parts.query}" if parts.query else "") + (f"#{parts.fragment}" if parts.fragment else "")
-    return public + prefix.encode() + rest.encode("latin-1")
+    return origin + rest.encode("latin-1")
+
+
+def _under(path: str, prefix: str) -> bool:
+    """`/users/x` and `/users` are under `/users`; `/usersx` is not."""
+    return path == prefix or path.startswith(prefix.rstrip("/") + "/")
+
+
+def slashed(path: bytes) -> bytes:
+    """`--add-slashes`: the path with `/` appended, unless it ends in one or its last segment has a dot.
+
+    The older gateway appended a slash to every forwarded path, so FastAPI
+    routes declared as `/items/` answered `/items` without a redirect. The
+    path here is without its query (the slash goes before `?`, never into
+    it), and `/app.js` or `/v1.2` are left alone: a dot marks a file, or a
+    version, not a collection.
+    """
+    if path.endswith(b"/"):
+        return path
+    last = path.rpartition(b"/")[2]
+    return path if b"." in last else path + b"/"
 
 
 def upstream_target(path: bytes, query: bytes) -> bytes:

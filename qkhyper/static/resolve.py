@@ -33,6 +33,8 @@ import re
 from dataclasses import dataclass
 from urllib.parse import quote, unquote_to_bytes
 
+from .mime import TYPES, extension
+
 MAX_SEGMENT = 255  # bytes, the usual NAME_MAX
 MAX_PATH = 4096  # bytes of the raw target, the usual PATH_MAX
 WELL_KNOWN = ".well-known"
@@ -122,18 +124,35 @@ def has_extension(name: str) -> bool:
 def spa_fallback(target: RequestPath, accept: bytes | None) -> bool:
     """Serve `/index.html` for a missing path? Only for a page a browser navigates to.
 
-    The request must accept `text/html` and its last segment must look like a
-    client-side route (no extension) or a page (`.html`): a missing `/app.js`
-    gets 404, not HTML that the browser would refuse as a module script
-    ("Expected a JavaScript module script…", the stale-chunk error after a
-    deploy). The method check (GET/HEAD) happens before any lookup.
+    The rules of `connect-history-api-fallback` (which Vite's dev server used
+    before Vite 5 and whose `htmlAcceptHeaders` default Vite kept in
+    `htmlFallbackMiddleware`): the request accepts `text/html` or `*/*`
+    (`fetch()` and `curl` send `*/*`), and its last segment has no extension
+    (`/users/42`, `/deep/route/`). A dotted last segment (`/users/jane.doe`,
+    `/v1.2`) is a route too when the request accepts `text/html` itself, as
+    with the library's `disableDotRule` (browsers send `text/html` when they
+    navigate, never `*/*` alone) — unless the extension is an asset type of
+    `mime.TYPES`: a missing `/app.js` gets 404, not HTML that the browser
+    would refuse as a module script ("Expected a JavaScript module script…",
+    the stale-chunk error after a deploy). A missing Accept header is no
+    navigation (the library skips it too). The method check (GET/HEAD) happens
+    before any lookup.
     """
-    if accept is None or b"text/html" not in accept.lower():
+    if accept is None:
         return False
-    if target.directory:
+    accept = accept.lower()
+    html = b"text/html" in accept
+    if not (html or b"*/*" in accept):
+        return False
+    if target.directory or not has_extension(target.parts[-1]):
         return True
-    name = target.parts[-1]
-    return not has_extension(name) or name.lower().endswith(".html")
+    return html and not is_asset(target.parts[-1])
+
+
+def is_asset(name: str) -> bool:
+    """A name whose extension `mime.TYPES` knows, other than a page (`.html`, `.htm`)."""
+    ext = extension(name)
+    return ext in TYPES and ext not in (".html", ".htm")
 
 
 def redirect_location(target: RequestPath, query: bytes) -> bytes:

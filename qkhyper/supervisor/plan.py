@@ -106,11 +106,20 @@ class ServePlan:
     metrics: Address | None = None  # where /metrics, /healthz and /readyz listen (metrics_host, metrics_port)
 
 
+ALL = "all"  # `serve all`: every app
+
+
 def select_apps(settings: Settings, names: Sequence[str], exclude: Sequence[str]) -> list[str]:
-    """The app names to run, in config order; unknown names are a usage error."""
+    """The app names to run, in config order; unknown names are a usage error.
+
+    `all` alone means every app, as the older framework's `runserver all` did,
+    unless the config has an app named `all`: then it is that app.
+    """
     known = [spec.name for spec in settings.qkhyper.apps]
     if not known:
         raise ConfigError(f"{settings.source}: no [[qkhyper.apps]] to serve")
+    if list(names) == [ALL] and ALL not in known:
+        names = []
     for name in [*names, *exclude]:
         if name not in known:
             raise UsageError(f"unknown app {name!r}{did_you_mean(name, known)}; apps: {', '.join(known)}")

@@ -275,7 +275,15 @@ class Supervisor:
         nursery.start_soon(self._roll, set(self.slots))
 
     async def _roll(self, labels: set[str]) -> None:
-        """Roll slot by slot, so the other workers keep serving meanwhile."""
+        """Roll slot by slot, so the other workers keep serving meanwhile.
+
+        Ends with "rolling restart done" only when every replacement served;
+        otherwise "rolling restart failed for APP: kept worker PID" (each slot
+        logged why), so `--reload`, SIGHUP and `qkhyper restart` never claim new
+        code that is not running. systemd hears READY=1 either way: the old
+        workers serve, and `Type=notify-reload` waits for it to end the reload.
+        """
+        kept: dict[str, list[int]] = {}
         async with self._roll_lock:
             try:
                 for label in [label for label in self._labels() if label in labels]:
@@ -284,11 +292,16 @@ class Supervisor:
                     for slot in list(self.slots[label]):
                         if self.draining:
                             return
-                        await slot.roll()
+                        pid = await slot.roll()
+                        if pid is not None:
+                            kept.setdefault(label, []).append(pid)
             finally:
                 self.rolling = None
                 self.systemd.changed()
-            log.info("rolling restart done: %s", self._pid_summary())
+            if kept:
+                log.error("rolling restart failed %s", roll_failures(kept))
+            else:
+                log.info("rolling restart done: %s", self._pid_summary())
             if self.systemd.reloading_announced:
                 self.systemd.ready()
 
@@ -534,3 +547,15 @@ async def supervise(
             plan, sockets, writer, reloader, systemd=systemd, control=control, replan=replan, metrics=metrics
         )
         return await supervisor.run(task_status)
+
+
+def roll_failures(kept: dict[str, list[int]]) -> str:
+    """`for users: kept worker 1234; for orders: kept workers 5, 6`: the slots whose replacement failed."""
+    parts = []
+    for label, pids in kept.items():
+        alive = [str(pid) for pid in pids if pid]
+        if not alive:
+            parts.append(f"for {label}: no worker to keep")
+        else:
+            parts.append(f"for {label}: kept worker{'s' if len(alive) > 1 else ''} {', '.join(alive)}")
+    return "; ".join(parts)

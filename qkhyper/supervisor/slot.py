@@ -60,6 +60,7 @@ class _Roll:
     reason: str = ""  # "" for a HUP or reload; for a recycle, what completes "recycled ..."
     worker: Worker | None = None  # a recycle replaces this worker only if it is still the current one
     done: trio.Event = field(default_factory=trio.Event)
+    kept: int | None = None  # set when the replacement failed: the pid of the worker kept serving
 
 
 @dataclass(frozen=True)
@@ -142,16 +143,22 @@ class Slot:
         for worker in list(self.live):
             worker.kill()
 
-    async def roll(self) -> None:
+    async def roll(self) -> int | None:
         """Replace the worker with a fresh one, old one drained only after the new one is ready.
 
         Returns at once when the slot is stopping: a roll never delays a shutdown.
+
+        Returns:
+            None when the worker was replaced (or the slot is stopping); when the
+            replacement failed, the pid of the worker kept (0 for none), so the
+            supervisor does not report a failed roll as done.
         """
         if self._work.cancel_called:
-            return
+            return None
         message = _Roll()
         self._inbox_send.send_nowait(message)
         await message.done.wait()
+        return message.kept
 
     async def _start(self, tasks: trio.Nursery) -> Worker:
         """Spawn a worker and wait until it is ready.
@@ -299,7 +306,7 @@ class Slot:
             elif isinstance(message, _Roll):
                 try:
                     if message.worker is None or message.worker is self.worker:
-                        await self._roll(tasks, message.reason)
+                        message.kept = await self._roll(tasks, message.reason)
                 finally:
                     message.done.set()
 
@@ -351,18 +358,19 @@ class Slot:
         self._serve_with(tasks, worker)
         log.info("%s: worker %d is serving", self.label, worker.pid)
 
-    async def _roll(self, tasks: trio.Nursery, reason: str) -> None:
+    async def _roll(self, tasks: trio.Nursery, reason: str) -> int | None:
+        """Replace the worker; None when done, else the pid of the worker kept (0: none)."""
         old = self.worker
         try:
             new = await self._start(tasks)
         except AppStartupError as exc:
             kept = f"keeping worker {old.pid}" if old else "no worker to keep"
             log.error("%s: %s failed, %s: %s", self.label, "recycling" if reason else "rolling restart", kept, exc)
-            return
+            return old.pid if old else 0
         self._serve_with(tasks, new)
         if old is None:
             log.info("%s: worker %d is serving", self.label, new.pid)
-            return
+            return None
         self.restarts["recycle" if reason else "roll"] += 1
         self.last_exit = f"recycle: worker {old.pid} {reason}" if reason else f"roll: worker {old.pid} replaced"
         if reason:
@@ -370,6 +378,7 @@ class Slot:
         else:
             log.info("%s: worker %d replaced by %d; draining the old one", self.label, old.pid, new.pid)
         tasks.start_soon(old.stop, self.config.stop_timeout)
+        return None
 
     async def _stop_all(self) -> None:
         async with trio.open_nursery() as stopping:

@@ -68,6 +68,11 @@ def make(name: str) -> FastAPI:
     async def items() -> list:
         return [1, 2]
 
+    @app.post("/items/")
+    async def make_item(request: Request) -> dict:
+        """A POST behind a trailing-slash redirect: --fastapi-redirect must send the body again."""
+        return {"method": request.method, "body": (await request.body()).decode()}
+
     return app
 
 

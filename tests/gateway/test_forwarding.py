@@ -176,6 +176,28 @@ def test_max_body_size_and_cors(stack: StackFactory) -> None:
     assert cross.headers["access-control-expose-headers"] == "X-Request-ID"  # a page may read it
 
 
+def test_cors_by_suffix_with_credentials_answered_at_the_gateway(stack: StackFactory) -> None:
+    """The older gateway's habit: origins of the site's domain, with cookies; preflights never reach an app."""
+    table = 'cors_origins = ["*.example.com"]\ncors_allow_credentials = true\ncors_allow_methods = ["GET", "POST"]'
+    s = stack(gateway_table=table)
+    ask = {"Origin": "https://shop.example.com", "Access-Control-Request-Method": "POST"}
+    preflight = httpx.options(f"{s.url}/up/echo", headers=ask)
+    assert preflight.status_code == 200
+    assert preflight.headers["access-control-allow-origin"] == "https://shop.example.com"
+    assert preflight.headers["access-control-allow-credentials"] == "true"
+    assert preflight.headers["access-control-allow-methods"] == "GET, POST"
+    assert "Origin" in preflight.headers["vary"]
+    assert preflight.text == "OK"  # answered here: the echo app answers JSON
+    cross = httpx.get(f"{s.url}/up/echo", headers={"Origin": "https://shop.example.com"})
+    assert cross.headers["access-control-allow-origin"] == "https://shop.example.com"
+    assert "Origin" in cross.headers["vary"]
+    for stranger in ("https://evil-example.com", "https://shop.example.com.evil.net"):
+        refused = httpx.options(f"{s.url}/up/echo", headers={**ask, "Origin": stranger})
+        assert refused.status_code == 400 and "access-control-allow-origin" not in refused.headers
+        plain = httpx.get(f"{s.url}/up/echo", headers={"Origin": stranger})
+        assert plain.status_code == 200 and "access-control-allow-origin" not in plain.headers
+
+
 def test_gateway_workers_and_graceful_stop(stack: StackFactory) -> None:
     s = stack(("--workers", "2", "--backend", "uvicorn"))
     assert len(s.gateway.pids("gateway")) == 2

@@ -22,7 +22,7 @@ from qkhyper.proxy.errors import (
     MalformedResponse,
     UpstreamClosed,
 )
-from qkhyper.proxy.forward import REWRITE_LIMIT, RedirectMemo, Route, may_retry
+from qkhyper.proxy.forward import REDIRECT_BODY, REWRITE_LIMIT, RedirectMemo, Route, may_retry
 from qkhyper.proxy.mock import HANG, MockStream
 from tests.proxy.harness import (
     TARGET,
@@ -557,6 +557,66 @@ async def test_a_redirect_follower_that_raises_closes_the_connection() -> None:
     with pytest.RaisesGroup(RuntimeError):  # the harness's nursery wraps it
         await call(core, http_scope("/up/items"), Client())
     assert stream.closed
+    assert_no_leak(core, backend)
+
+
+@pytest.mark.parametrize(
+    ("headers", "chunks"),
+    [
+        ([(b"content-length", b"6")], [b"ab", b"cdef"]),
+        ([(b"transfer-encoding", b"chunked")], [b"abc", b"def", b""]),
+    ],
+)
+async def test_a_followed_redirect_sends_the_same_method_and_body_again(
+    headers: list[tuple[bytes, bytes]], chunks: list[bytes]
+) -> None:
+    redirect = MockStream([response(307, b"", [("Location", "/items/")])])
+    items = MockStream([response(201, b"made")])
+    core, backend = make_core([redirect, items], follow_redirect=follow_slash)
+    client = Client(body_messages(*chunks))
+    await call(core, http_scope("/up/items", method="POST", headers=[(b"host", b"h"), *headers]), client)
+    assert (client.status, client.body) == (201, b"made")
+    assert request_line(redirect.written) == b"POST /items HTTP/1.1"
+    assert request_line(items.written) == b"POST /items/ HTTP/1.1"
+    sent_again = items.written.split(b"\r\n\r\n", 1)[1]
+    assert sent_again in (b"abcdef", b"6\r\nabcdef\r\n0\r\n\r\n")  # one piece, in the request's own framing
+    assert_no_leak(core, backend)
+
+
+async def test_a_body_too_big_to_keep_gets_the_redirect_passed_on() -> None:
+    big = b"x" * (REDIRECT_BODY + 1)
+    redirect = MockStream([response(307, b"", [("Location", "/items/")])])
+    core, backend = make_core([redirect], follow_redirect=follow_slash)
+    client = Client(body_messages(big[:1000], big[1000:]))
+    scope = http_scope(
+        "/up/items", method="PUT", headers=[(b"host", b"h"), (b"content-length", str(len(big)).encode())]
+    )
+    await call(core, scope, client)
+    assert client.status == 307 and client.headers[b"location"] == b"/up/items/"
+    assert len(backend.opened) == 1  # not asked again: the body is gone
+    assert_no_leak(core, backend)
+
+
+async def test_without_the_redirect_cache_every_request_is_redirected_again() -> None:
+    redirect = MockStream([response(307, b"", [("Location", "/items/")])])
+    items = MockStream([response(200, b"[1]"), response(200, b"[1]")])
+    core, _ = make_core([redirect, items], follow_redirect=follow_slash, redirect_cache=False)
+    for _ in range(2):
+        client = Client()
+        await call(core, http_scope("/up/items"), client)
+        assert client.body == b"[1]"
+    assert len(core.forward.redirects) == 0
+    # The second request asks /items again (on the pooled connection), not the remembered /items/.
+    assert [request_line(items.written, i) for i in (0, 1)] == [b"GET /items/ HTTP/1.1", b"GET /items HTTP/1.1"]
+
+
+async def test_add_slashes_sends_the_path_with_a_slash_before_the_query() -> None:
+    stream = MockStream([response(), response()])
+    core, backend = make_core([stream])
+    slashing = route(core, add_slashes=True)
+    await call(core, http_scope("/up/items", query=b"a=/b"), Client(), slashing)
+    await call(core, http_scope("/up/app.js"), Client(), slashing)
+    assert [request_line(stream.written, i) for i in (0, 1)] == [b"GET /items/?a=/b HTTP/1.1", b"GET /app.js HTTP/1.1"]
     assert_no_leak(core, backend)
 
 

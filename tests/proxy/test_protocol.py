@@ -19,6 +19,7 @@ from qkhyper.proxy.protocol import (
     request_head,
     response_headers,
     rewrite_location,
+    slashed,
     upstream_target,
     websocket_headers,
 )
@@ -200,16 +201,63 @@ def test_response_headers() -> None:
 @pytest.mark.parametrize(
     ("location", "expected"),
     [
+        # At the upstream itself: the client's origin, under the prefix.
         (b"http://127.0.0.1:8001/items/", b"https://gw.example/users/items/"),
         (b"http://127.0.0.1:8001/a?b=c#d", b"https://gw.example/users/a?b=c#d"),
+        (b"http://127.0.0.1:8001", b"https://gw.example/users/"),
+        # At the host the client used (a plain uvicorn app saw the kept Host, ignored X-Forwarded-Prefix).
+        (b"http://gw.example/items/", b"https://gw.example/users/items/"),
+        (b"https://GW.example/items/?q=/x", b"https://gw.example/users/items/?q=/x"),
+        # Path-absolute: stays relative, gets the prefix.
+        (b"/items/", b"/users/items/"),
+        (b"/items/?next=/orders", b"/users/items/?next=/orders"),
+        # Already under a route's prefix (whole segments): the app knew.
+        (b"/users/items/", b"/users/items/"),
+        (b"/users", b"/users"),
+        (b"/orders/1", b"/orders/1"),
+        (b"http://gw.example/orders/1", b"https://gw.example/orders/1"),
+        (b"/usersx/1", b"/users/usersx/1"),
+        # Left alone: other sites, path-relative references, scheme-relative ones elsewhere, garbage.
         (b"http://127.0.0.1:9999/items/", b"http://127.0.0.1:9999/items/"),
         (b"https://elsewhere.example/x", b"https://elsewhere.example/x"),
-        (b"/relative", b"/relative"),
+        (b"//evil.example/x", b"//evil.example/x"),
+        (b"items/", b"items/"),
         (b"http://[::1", b"http://[::1"),
     ],
 )
 def test_rewrite_location(location: bytes, expected: bytes) -> None:
-    assert rewrite_location(location, ("127.0.0.1", 8001), b"https://gw.example", "/users") == expected
+    upstream, public = ("127.0.0.1", 8001), b"https://gw.example"
+    assert rewrite_location(location, upstream, public, "/users", ["/users", "/orders"]) == expected
+
+
+@pytest.mark.parametrize(
+    ("prefix", "location", "expected"),
+    [
+        ("", b"/items/", b"/items/"),  # the fallback route, or an --aio app that sees the full path
+        ("", b"http://127.0.0.1:8001/users/x", b"https://gw.example/users/x"),
+        ("/", b"/items/", b"/items/"),
+    ],
+)
+def test_rewrite_location_without_a_prefix_to_add(prefix: str, location: bytes, expected: bytes) -> None:
+    assert rewrite_location(location, ("127.0.0.1", 8001), b"https://gw.example", prefix) == expected
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        (b"/items", b"/items/"),
+        (b"/items/", b"/items/"),
+        (b"/", b"/"),
+        (b"/a/b", b"/a/b/"),
+        (b"/app.js", b"/app.js"),  # a file
+        (b"/v1.2", b"/v1.2"),  # a dotted last segment is left alone
+        (b"/v1.2/items", b"/v1.2/items/"),  # only the last segment counts
+        (b"/a%2Fb", b"/a%2Fb/"),  # raw bytes, never decoded
+    ],
+)
+def test_add_slashes_appends_one_before_the_query(path: bytes, expected: bytes) -> None:
+    assert slashed(path) == expected
+    assert upstream_target(slashed(path), b"next=/x") == expected + b"?next=/x"
 
 
 def test_upstream_target_keeps_raw_bytes() -> None:

@@ -191,7 +191,7 @@ def test_host_header(target: tuple[str, int], tls: bool, host: bytes) -> None:
     ],
 )
 def test_location_of_the_upstream_loses_the_base(location: bytes, rewritten: bytes) -> None:
-    assert rewrite_location(location, ("up.test", 443), b"https://gw.test", "/up", b"/v1") == rewritten
+    assert rewrite_location(location, ("up.test", 443), b"https://gw.test", "/up", base=b"/v1") == rewritten
 
 
 @pytest.mark.parametrize(

@@ -112,19 +112,29 @@ def test_relpath_and_name(raw: bytes, relpath: str, name: str) -> None:
 
 
 HTML = b"text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+# connect-history-api-fallback's rules (htmlAcceptHeaders text/html and */*, the dot rule):
+# one row per rule, see `resolve.spa_fallback`.
 SPA = [
     (b"/users/42", HTML, True),
     (b"/users/42", b"TEXT/HTML", True),
+    (b"/users/42", b"*/*", True),  # fetch() and curl navigate with */*
     (b"/users/42", b"application/json", False),
-    (b"/users/42", b"*/*", False),
-    (b"/users/42", None, False),
+    (b"/users/42", b"", False),
+    (b"/users/42", None, False),  # no Accept: not a navigation
     (b"/deep/route/", HTML, True),
+    (b"/deep/route/", b"*/*", True),
     (b"/page.html", HTML, True),
     (b"/PAGE.HTML", HTML, True),
-    (b"/app.js", HTML, False),
+    (b"/users/jane.doe", HTML, True),  # a dotted route, asked by a browser
+    (b"/v1.2", HTML, True),
+    (b"/users/jane.doe", b"*/*", False),  # the dot rule: */* alone is no page request
+    (b"/page.html", b"*/*", False),
+    (b"/app.js", HTML, False),  # an asset type never becomes HTML
+    (b"/app.js", b"*/*", False),
     (b"/assets/index-Old12345.js", HTML, False),
     (b"/favicon.ico", HTML, False),
-    (b"/v1.2", HTML, False),
+    (b"/app.css", b"text/css,*/*;q=0.1", False),
+    (b"/logo.png", b"image/avif,image/webp,*/*;q=0.8", False),
 ]
 
 

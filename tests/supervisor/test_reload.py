@@ -60,6 +60,8 @@ def test_reload_rolls_only_the_edited_app(project: Path, run_qkhyper: type[Qkhyp
     mark = len(server.lines)
     (project / "one" / "service.py").write_text("def broken(:\n")
     server.wait_for(r"one: rolling restart failed, keeping worker \d+: .*SyntaxError", start=mark)
+    server.wait_for(r"rolling restart failed for one: kept worker \d+$", start=mark)  # not "done"
+    assert not any("rolling restart done" in line for line in server.lines[mark:])
     assert get(f"http://127.0.0.1:{ports['one']}/").json()["version"] == 2
 
     mark = len(server.lines)

@@ -316,3 +316,22 @@ async def test_a_reload_roll_shows_in_status_but_is_no_systemd_reload() -> None:
         await trio.testing.wait_all_tasks_blocked()
         assert h.recorder.statuses()[-2:] == ["STATUS=rolling orders", "STATUS=2 apps, 2 workers ready"]
         assert h.recorder.named("RELOADING=1") == [] and len(h.recorder.named("READY=1")) == 1
+
+
+async def test_a_failed_roll_says_so_instead_of_done(caplog: pytest.LogCaptureFixture) -> None:
+    """The replacement fails to start: the log says which app kept which worker, and READY=1 still ends the reload."""
+    caplog.set_level(logging.INFO)
+    factory = FakeFactory(starts=[Start(), Start(), Start(outcome="fail")])
+    async with supervising(factory, [make_unit("users"), make_unit("orders")]) as h:
+        h.signal(signal.SIGHUP)
+        await factory.until(lambda: len(h.recorder.named("READY=1")) == 2)
+        [users] = h.supervisor.slots["users"]
+        assert users.worker is not None and users.worker.pid in (1000, 1001)
+        assert f"rolling restart failed for users: kept worker {users.worker.pid}\n" in caplog.text
+        assert "rolling restart done" not in caplog.text
+        assert factory.seen("ready", 1003)  # orders rolled all the same
+
+        caplog.clear()
+        h.signal(signal.SIGHUP)  # a good roll afterwards is done again
+        await factory.until(lambda: len(h.recorder.named("READY=1")) == 3)
+        assert "rolling restart done" in caplog.text and "rolling restart failed" not in caplog.text
