@@ -13,7 +13,7 @@ from __future__ import annotations
 from .backends.serverkeys import ignored_by_uvicorn
 from .config.listeners import exposure_warnings, is_loopback
 from .config.model import Settings, tls_settings
-from .config.targets import parse_http_url
+from .config.targets import parse_api_target
 from .errors import UsageError
 
 
@@ -33,7 +33,7 @@ def start_warnings(settings: Settings, *, listens_tcp: bool = True, proxy_header
 
 
 def static_warnings(settings: Settings) -> list[str]:
-    """`static` proxies its API prefix over plain HTTP: aimed at this config's TLS gateway, every call would fail.
+    """An http:// api_target aimed at this config's TLS gateway: every call would fail.
 
     A warning, not an error: the gateway at that port may be another one, run without TLS.
     """
@@ -41,10 +41,11 @@ def static_warnings(settings: Settings) -> list[str]:
     if not tls_settings(qk.gateway).enabled or not qk.static.api_target:
         return []
     try:
-        host, port = parse_http_url(qk.static.api_target, "api_target")
+        target = parse_api_target(qk.static.api_target, "api_target")
     except UsageError:
         return []  # static_options reports it
-    if port != qk.gateway.port or not (is_loopback(host) or host == qk.host):
+    host, port = target.address
+    if target.tls or port != qk.gateway.port or not (is_loopback(host) or host == qk.host):
         return []
     return [
         f"static api_target {qk.static.api_target} is this config's gateway, which serves TLS, and static "

@@ -20,13 +20,13 @@ import trio
 from .advice import start_warnings, static_warnings
 from .config.hypercorn_values import log_level
 from .config.load import DEFAULT_NAME, DEMO_CONFIG, load_settings
-from .config.model import GatewayOptions, Settings, StaticOptions, tls_settings
+from .config.model import GatewayOptions, Settings, StaticOptions, UpstreamTlsSpec, tls_settings
 from .config.portmap import read_port_map
 from .config.starter import STARTER
-from .config.targets import parse_http_url
-from .errors import QkhyperError, UsageError
+from .config.targets import parse_api_target
+from .errors import ConfigError, QkhyperError, UsageError
 from .gateway.routes import describe as describe_routes
-from .gateway.routes import gateway_options
+from .gateway.routes import gateway_options, upstream_ca_certs
 from .loader import load_app
 from .logs import LogWriter, configure, format_table, make_writer
 from .proctitle import set_title
@@ -153,13 +153,25 @@ def static_options(settings: Settings) -> StaticOptions:
 
     Raises:
         UsageError: the root folder does not exist, or a bad --api-target.
+        ConfigError: an unreadable api_ca_certs, or TLS keys for a plain api_target.
     """
     cfg = settings.qkhyper.static
     root = (settings.base_dir / cfg.root).resolve()
     if not root.is_dir():
         raise UsageError(f"static root not found: {cfg.root} (resolved to {root})")
-    target = parse_http_url(cfg.api_target, "--api-target") if cfg.api_target else None
-    return StaticOptions(cfg, str(root), target, settings.qkhyper.docs_assets)
+    if not cfg.api_target:
+        return StaticOptions(cfg, str(root), None, settings.qkhyper.docs_assets)
+    target = parse_api_target(cfg.api_target, "--api-target")
+    tls = None
+    if target.tls:
+        ca_certs = upstream_ca_certs(cfg.api_ca_certs, settings.base_dir, "qkhyper.static.api_ca_certs")
+        tls = UpstreamTlsSpec(cfg.api_tls_verify, ca_certs)
+    elif cfg.api_ca_certs or not cfg.api_tls_verify:
+        raise ConfigError(
+            f"qkhyper.static: api_tls_verify and api_ca_certs apply to an https:// api_target, not {cfg.api_target}"
+        )
+    rewrite = target.tls if cfg.api_rewrite_host is None else cfg.api_rewrite_host
+    return StaticOptions(cfg, str(root), target.address, settings.qkhyper.docs_assets, tls, target.base, rewrite)
 
 
 def gateway(
@@ -197,7 +209,10 @@ def gateway(
     for line in ports.warnings:
         writer.line("qkhyper", f"warning: {line}")
     url = server_url(settings.qkhyper.host, settings.qkhyper.gateway.port, plan.units[0].child.tls)
-    ends = " (TLS ends here; the routes get plain HTTP)" if plan.units[0].child.tls else ""
+    ends = ""
+    if plan.units[0].child.tls:
+        onward = "" if any(route.tls for route in options.routes) else "; the routes get plain HTTP"
+        ends = f" (TLS ends here{onward})"
     writer.line("qkhyper", f"routes of {url}{ends}:")
     for line in describe_routes(options):
         writer.line("qkhyper", f"route {line}")

@@ -160,7 +160,9 @@ def _add_static(sub: Any) -> None:
     parser = sub.add_parser("static", aliases=["serve_static"], help=text, description=text, epilog=EPILOG)
     parser.add_argument("--root", help="folder of the built frontend (default: [qkhyper.static] root, ./static)")
     parser.add_argument("--api-prefix", help="path prefix proxied to --api-target (default: /api)")
-    parser.add_argument("--api-target", help="where API requests go (default: http://127.0.0.1:8000)")
+    parser.add_argument(
+        "--api-target", help="where API requests go: http(s)://HOST[:PORT][/base] (default: http://127.0.0.1:8000)"
+    )
     _access_log_options(parser, "static")
     _server_options(parser, "static", 8080)
     parser.set_defaults(command="static")
@@ -173,8 +175,8 @@ def _add_gateway(sub: Any) -> None:
         "--upstream",
         action="append",
         default=[],
-        metavar="PREFIX:HOST[:PORT]",
-        help="move a prefix to another host/port, or add one (repeatable)",
+        metavar="PREFIX=TARGET",
+        help="move a prefix to TARGET (HOST[:PORT] or http(s)://HOST[:PORT][/base]), or add one; repeatable",
     )
     parser.add_argument("--default-upstream", metavar="HOST", help="host of the apps' routes (default: 127.0.0.1)")
     parser.add_argument("--fallback", metavar="HOST:PORT", help="where unmatched paths go (default: 404 JSON)")

@@ -43,7 +43,7 @@ from .model import (
     UpstreamSettings,
     tls_settings,
 )
-from .targets import parse_target
+from .targets import parse_any, parse_target
 from .workers import MANAGED_KEYS as MANAGED_WORKER_KEYS
 from .workers import check_worker_limits, web_concurrency
 
@@ -385,7 +385,7 @@ def _check_upstreams(gateway: GatewaySettings) -> None:
         where = f"qkhyper.gateway.upstreams {prefix!r}"
         normalize_prefix(prefix, where)
         for target in upstream.targets:
-            parse_target(target, None, where)
+            parse_any(target, None, where)
         for name in ("upstream_idle_timeout", "sse_idle_timeout"):
             value = getattr(upstream, name)
             if value is not None and (not math.isfinite(value) or value < 0):

@@ -107,6 +107,15 @@ class UpstreamSettings:
     targets: list[str] = field(default_factory=list)
     upstream_idle_timeout: float | None = None  # None: the gateway's
     sse_idle_timeout: float | None = None
+    # For https:// targets (README "TLS", "To upstreams"): check the upstream's certificate
+    # and name (false: encrypt only), against ca_certs (PEM, relative to the config's
+    # folder) instead of the system's CAs.
+    tls_verify: bool = True
+    ca_certs: str = ""
+    # Send the target's host as Host instead of the client's (X-Forwarded-Host keeps the
+    # client's). None: on for https:// targets, whose server checks the name it is asked
+    # for against SNI; off for http:// and HOST:PORT, as before (apps build URLs from Host).
+    rewrite_host: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +179,10 @@ class StaticSettings(ProxySettings):
     root: str = "./static"
     api_prefix: str = "/api"
     api_target: str = "http://127.0.0.1:8000"
+    # The same three keys as an `upstreams` entry, for an https:// (or http://) api_target.
+    api_tls_verify: bool = True
+    api_ca_certs: str = ""  # PEM CAs the API's certificate is checked against; "" = the system's
+    api_rewrite_host: bool | None = None  # None: on for an https:// api_target, off for http://
     metrics_port: int = 0  # /metrics, /healthz, /readyz of `qkhyper static` on [qkhyper] metrics_host; 0 = off
     # TLS for the static server (see TlsSettings); all empty: plain HTTP.
     certfile: str = ""
@@ -288,11 +301,20 @@ Address = tuple[str, int]
 
 
 @dataclass(frozen=True, slots=True)
+class UpstreamTlsSpec:
+    """How a route's https:// targets are checked; each worker makes one context of it per route."""
+
+    verify: bool = True
+    ca_certs: str = ""  # absolute path, read in the parent at start; "" = the system's CAs
+
+
+@dataclass(frozen=True, slots=True)
 class RouteSpec:
     """One row of the gateway's route table: `/prefix` -> targets, resolved in the parent.
 
     `strip` is False for `serve --aio` apps, which expect their full path. The
     timeouts are the route's own from `upstreams`, None for the gateway's.
+    `tls` says the targets are https://; `tls_options` apply only then.
     """
 
     prefix: str
@@ -301,10 +323,28 @@ class RouteSpec:
     source: str = "config"
     upstream_idle_timeout: float | None = None
     sse_idle_timeout: float | None = None
+    tls: bool = False
+    tls_options: UpstreamTlsSpec = UpstreamTlsSpec()
+    base: str = ""  # put in front of every upstream path: "/v1"
+    rewrite_host: bool | None = None  # Host is the target's, not the client's; None: for https:// targets
+    url: bool = False  # the targets were written as http:// or https:// URLs
+
+    @property
+    def sends_target_host(self) -> bool:
+        return self.tls if self.rewrite_host is None else self.rewrite_host
 
     def describe(self) -> str:
-        where = ", ".join(f"{host}:{port}" for host, port in self.targets)
-        return f"{self.prefix or '(fallback)'} -> {where}{'' if self.strip else ' (full path)'}"
+        scheme = "https://" if self.tls else "http://" if self.url else ""
+        where = ", ".join(f"{scheme}{authority(host, port)}{self.base}" for host, port in self.targets)
+        extra = "" if self.strip else " (full path)"
+        if self.tls and not self.tls_options.verify:
+            extra += " (certificate not verified)"
+        return f"{self.prefix or '(fallback)'} -> {where}{extra}"
+
+
+def authority(host: str, port: int) -> str:
+    """`host:port`, with an IPv6 address in brackets."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -325,6 +365,9 @@ class StaticOptions:
     root: str
     api_target: Address | None
     docs_assets: str = "local"
+    api_tls: UpstreamTlsSpec | None = None  # for an https:// api_target; None: plain HTTP
+    api_base: str = ""  # the api_target URL's path
+    api_rewrite_host: bool = False
 
 
 BuiltinOptions = GatewayOptions | StaticOptions

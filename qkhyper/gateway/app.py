@@ -101,7 +101,9 @@ def follow_fastapi_redirect(route: Route, path: bytes, response: h11.Response) -
     if location is None:
         return None
     target = urlsplit(location.decode("latin-1")).path.encode("latin-1")
-    if route.strip and target.startswith(route.prefix.encode() + b"/"):
+    if route.base and target.startswith(route.base + b"/"):  # the upstream's own base path
+        target = target[len(route.base) :]
+    elif route.strip and target.startswith(route.prefix.encode() + b"/"):
         target = target[len(route.prefix) :]
     bare = path.partition(b"?")[0]
     return target if target == bare + b"/" else None
@@ -137,6 +139,9 @@ def create(options: GatewayOptions, *, metrics: Recorder | None = None) -> ASGIA
             idle_timeout=r.upstream_idle_timeout,
             sse_idle_timeout=r.sse_idle_timeout,
             add_slashes=cfg.add_slashes,
+            tls=r.tls_options if r.tls else None,
+            base=r.base,
+            rewrite_host=r.sends_target_host,
         )
         for r in options.routes
     ]

@@ -7,7 +7,9 @@ timeout and cleanup branch in-process, with no socket.
 The contract every backend keeps, so the connection above it needs no
 library-specific `except`:
 
-- `connect_tcp` raises `OSError` when the connection cannot be made;
+- `connect_tcp` raises `OSError` when the connection cannot be made, and
+  `ssl.SSLError` (an `OSError` too) when, given `tls`, the TLS handshake fails;
+  the handshake is part of connecting, so `connect_timeout` bounds it;
 - `receive` returns `b""` at end of stream and raises `ConnectionError` when
   the connection was reset, or closed by this side (`aclose`);
 - `send` raises `ConnectionError` when the connection is broken or closed;
@@ -19,6 +21,11 @@ used. anyio's asyncio `SocketStream` yields to the event loop after every
 write and pauses/resumes reading (two epoll changes) around every read; on the
 proxy's hot path that was a measurable share of each request. Under trio, the
 anyio stream is used, with its errors mapped to the contract above.
+
+TLS (https:// targets): `tls` is the route's client context, made once per
+worker by `client_context`; the target's host is the name sent as SNI and the
+one its certificate is checked against (an IP address is checked against the
+certificate's IP entries, and sends no SNI).
 """
 
 from __future__ import annotations
@@ -26,11 +33,14 @@ from __future__ import annotations
 import asyncio
 import select
 import socket
+import ssl
 from collections import deque
 from typing import Protocol
 
 import anyio
-from anyio.abc import SocketAttribute, SocketStream
+from anyio.abc import ByteStream, SocketAttribute
+
+from ..config.model import UpstreamTlsSpec
 
 # Stop reading from the socket while this much is buffered and unread.
 HIGH_WATER = 1024 * 1024
@@ -44,18 +54,41 @@ class NetworkStream(Protocol):
 
 
 class NetworkBackend(Protocol):
-    async def connect_tcp(self, host: str, port: int) -> NetworkStream: ...
+    async def connect_tcp(self, host: str, port: int, tls: ssl.SSLContext | None = None) -> NetworkStream: ...
+
+
+def client_context(spec: UpstreamTlsSpec) -> ssl.SSLContext:
+    """The client context for a route's https:// targets: the system's CAs (or `ca_certs`), names checked.
+
+    `ca_certs` may hold a CA or the upstream's own certificate (a self-signed
+    one, or the chain of an app served with TLS): any certificate in it is
+    trusted as an anchor (OpenSSL's partial chains, Python 3.13's default).
+    `verify` false encrypts without checking who answers.
+    """
+    context = ssl.create_default_context(cafile=spec.ca_certs or None)
+    if spec.ca_certs:
+        context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+    if not spec.verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    context.set_alpn_protocols(["http/1.1"])  # h11 speaks HTTP/1.1 only
+    return context
 
 
 class AutoBackend:
     """The fastest stream for the running event loop."""
 
-    async def connect_tcp(self, host: str, port: int) -> NetworkStream:
+    async def connect_tcp(self, host: str, port: int, tls: ssl.SSLContext | None = None) -> NetworkStream:
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # not asyncio: trio
-            return AnyioStream(await anyio.connect_tcp(host, port))
-        transport, protocol = await loop.create_connection(_StreamProtocol, host, port)
+            return await _anyio_connect(host, port, tls)
+        if tls is None:
+            transport, protocol = await loop.create_connection(_StreamProtocol, host, port)
+        else:
+            transport, protocol = await loop.create_connection(
+                _StreamProtocol, host, port, ssl=tls, server_hostname=host
+            )
         sock: socket.socket = transport.get_extra_info("socket")
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return AsyncioStream(transport, protocol)
@@ -151,8 +184,19 @@ class AsyncioStream:
         return bool(self.protocol.chunks) or self.protocol.eof
 
 
+async def _anyio_connect(host: str, port: int, tls: ssl.SSLContext | None) -> AnyioStream:
+    if tls is None:
+        return AnyioStream(await anyio.connect_tcp(host, port))
+    try:
+        # Not standard-compatible: upstreams that end without close_notify are common, and h11 frames the body.
+        stream = await anyio.connect_tcp(host, port, ssl_context=tls, tls_hostname=host, tls_standard_compatible=False)
+    except (anyio.BrokenResourceError, anyio.EndOfStream):
+        raise ConnectionResetError("upstream closed the connection during the TLS handshake") from None
+    return AnyioStream(stream)
+
+
 class AnyioStream:
-    def __init__(self, stream: SocketStream) -> None:
+    def __init__(self, stream: ByteStream) -> None:
         self.stream = stream
         self._fd: int = stream.extra(SocketAttribute.raw_socket).fileno()
 
@@ -161,13 +205,13 @@ class AnyioStream:
             return await self.stream.receive(max_bytes)
         except anyio.EndOfStream:
             return b""
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, ssl.SSLError) as exc:
             raise ConnectionResetError(repr(exc)) from None
 
     async def send(self, data: bytes) -> None:
         try:
             await self.stream.send(data)
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, ssl.SSLError) as exc:
             raise BrokenPipeError(repr(exc)) from None
 
     async def aclose(self) -> None:

@@ -18,7 +18,7 @@ reused (httpcore's `_response_closed`).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 
 import anyio
 import h11
@@ -41,9 +41,16 @@ def head_size(event: h11.Response) -> int:
 
 
 class UpstreamConnection:
-    def __init__(self, stream: NetworkStream, target: Address, on_close: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        stream: NetworkStream,
+        target: Address,
+        on_close: Callable[[], None] | None = None,
+        key: Hashable | None = None,
+    ) -> None:
         self.stream = stream
         self.target = target
+        self.key = target if key is None else key  # what the pool keeps it under: the target, or with TLS
         self.on_close = on_close  # the pool's count of open connections (metrics)
         self.h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD)
         self.idle_since = 0.0  # when it last went back to the pool

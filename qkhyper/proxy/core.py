@@ -9,6 +9,7 @@ whole core in-process on `mock.MockBackend` and trio's `MockClock`.
 
 from __future__ import annotations
 
+import ssl
 import time
 from collections.abc import Sequence
 
@@ -16,9 +17,9 @@ import anyio
 
 from ..asgi.responses import answer_json
 from ..asgi.types import Receive, Scope, Send
-from ..config.model import Address, ProxySettings
+from ..config.model import Address, ProxySettings, UpstreamTlsSpec, authority
 from ..metrics.recorder import ProxyMetrics
-from .backend import AutoBackend, NetworkBackend
+from .backend import AutoBackend, NetworkBackend, client_context
 from .forward import BodyRewriter, Forwarder, RedirectFollower, Route
 from .pool import Clock, Pool, Upstreams
 from .protocol import match_prefix, raw_path, refusal
@@ -72,6 +73,9 @@ class ProxyCore:
         )
         if metrics is not None:
             metrics.watch_pool(self.pool.stats)
+        # One TLS context per way of checking certificates, shared by the routes that check alike
+        # (and so by their pooled connections).
+        self._contexts: dict[UpstreamTlsSpec, ssl.SSLContext] = {}
 
     def route(
         self,
@@ -82,13 +86,30 @@ class ProxyCore:
         idle_timeout: float | None = None,
         sse_idle_timeout: float | None = None,
         add_slashes: bool = False,
+        tls: UpstreamTlsSpec | None = None,
+        base: str = "",
+        rewrite_host: bool = False,
     ) -> Route:
         """A route to `targets`; timeouts left as None are this core's settings.
 
         Its prefix joins the ones a redirect's Location may already start with (protocol.rewrite_location).
+
+        Args:
+            tls: the targets are https://, checked as it says (None: plain HTTP).
+            base: a path put in front of every upstream path ("/v1").
+            rewrite_host: send each target's own host as Host, not the client's.
+
+        Raises:
+            ssl.SSLError, OSError: `tls.ca_certs` cannot be loaded (the parent checked it at start).
         """
         if prefix:
             self.forward.prefixes.append(prefix)
+        context = None
+        if tls is not None:
+            context = self._contexts.get(tls)
+            if context is None:
+                context = self._contexts[tls] = client_context(tls)
+        hosts = {t: host_header(t, context is not None) for t in targets} if rewrite_host else None
         return Route(
             prefix,
             Upstreams(targets),
@@ -96,6 +117,9 @@ class ProxyCore:
             self.settings.upstream_idle_timeout if idle_timeout is None else idle_timeout,
             self.settings.sse_idle_timeout if sse_idle_timeout is None else sse_idle_timeout,
             add_slashes,
+            context,
+            base.encode("ascii"),
+            hosts,
         )
 
     async def refuse(self, scope: Scope, send: Send, raw: bytes, depth: int) -> bool:
@@ -127,6 +151,14 @@ class ProxyCore:
             group.cancel_scope.cancel()
         await self.pool.aclose()
         await send({"type": "lifespan.shutdown.complete"})
+
+
+def host_header(target: Address, tls: bool) -> bytes:
+    """The Host a target is asked for by name: `host`, with the port unless it is the scheme's."""
+    host, port = target
+    if port == (443 if tls else 80):
+        return (f"[{host}]" if ":" in host else host).encode("ascii")
+    return authority(host, port).encode("ascii")
 
 
 class PrefixProxy:

@@ -8,7 +8,8 @@ label logs (and metrics) use::
     ProxyError
     ├── UpstreamError                 the upstream side
     │   ├── ConnectFailed             502  refused, unreachable, reset while connecting
-    │   ├── ConnectTimeout            504  no connection within connect_timeout
+    │   │   └── TlsFailed             502  TLS handshake failed: certificate, name, or no TLS (detail says which)
+    │   ├── ConnectTimeout            504  no connection (TLS handshake included) within connect_timeout
     │   ├── ResponseHeadTimeout       504  no response head within read_timeout
     │   ├── UpstreamIdleTimeout       504  silent between body chunks for upstream_idle_timeout
     │   ├── UpstreamClosed            502  closed or reset before the response ended
@@ -29,7 +30,12 @@ from dataclasses import dataclass
 
 
 class ProxyError(Exception):
-    """Base of every failure of a proxied request; the message is for the log."""
+    """Base of every failure of a proxied request; the message is for the log.
+
+    `detail`, when set, goes to the client too (the JSON body's "detail").
+    """
+
+    detail = ""
 
 
 class UpstreamError(ProxyError):
@@ -38,6 +44,18 @@ class UpstreamError(ProxyError):
 
 class ConnectFailed(UpstreamError):
     pass
+
+
+class TlsFailed(ConnectFailed):
+    """The TLS handshake failed. A ConnectFailed: nothing was sent, so another target may be tried.
+
+    `detail` names the failure without the upstream's address, e.g.
+    "upstream TLS: certificate verify failed: Hostname mismatch, ...".
+    """
+
+    def __init__(self, message: str, detail: str) -> None:
+        super().__init__(message)
+        self.detail = detail
 
 
 class ConnectTimeout(UpstreamError):
@@ -99,6 +117,7 @@ class Outcome:
 
 OUTCOMES: dict[type[ProxyError], Outcome] = {
     ConnectFailed: Outcome(502, "bad gateway", "upstream refused the connection", "connect_failed"),
+    TlsFailed: Outcome(502, "bad gateway", "upstream TLS handshake failed", "tls_failed"),
     ConnectTimeout: Outcome(504, "gateway timeout", "upstream did not accept a connection in time", "connect_timeout"),
     ResponseHeadTimeout: Outcome(504, "gateway timeout", "upstream timed out", "head_timeout"),
     UpstreamIdleTimeout: Outcome(504, "gateway timeout", "upstream stopped sending", "idle_timeout"),

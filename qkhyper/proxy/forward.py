@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import ssl
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import h11
@@ -77,6 +78,9 @@ class Route:
     idle_timeout: float = 60.0  # upstream_idle_timeout of this route
     sse_idle_timeout: float = 0.0
     add_slashes: bool = False  # append `/` to the upstream path (protocol.slashed)
+    tls: ssl.SSLContext | None = None  # https:// targets: the context, made once per worker
+    base: bytes = b""  # put in front of every upstream path: b"/v1"
+    hosts: Mapping[Address, bytes] | None = None  # rewrite_host: the Host each target is asked for
 
     @property
     def label(self) -> str:
@@ -197,7 +201,7 @@ class Forwarder:
             path = slashed(path or b"/")
         if self.follow_redirect is not None:
             path = self.redirects.get(route.prefix, path) or path
-        sent_path = upstream_target(path, scope["query_string"])
+        sent_path = upstream_target(route.base + path if route.base else path, scope["query_string"])
         head = request_head(scope, sent_path, _sent_prefix(route), record.request_id)
         limit = self.settings.max_body_size
         if limit and (head.length or 0) > limit:
@@ -220,17 +224,25 @@ class Forwarder:
         request = head.event()  # a BadRequest before any connection is taken
         upstreams = route.upstreams
         if len(upstreams.targets) == 1:  # the common case, without a closure
-            return await self._exchange_with(upstreams.targets[0], request, head, body, receive)
+            return await self._exchange_with(route, upstreams.targets[0], request, head, body, receive)
 
         async def attempt(target: Address) -> UpstreamResponse:
-            return await self._exchange_with(target, request, head, body, receive)
+            return await self._exchange_with(route, target, request, head, body, receive)
 
         return await upstreams.first(attempt, self.clock(), route.label, head.request_id)
 
     async def _exchange_with(
-        self, target: Address, request: h11.Request, head: RequestHead, body: RequestBody, receive: Receive
+        self,
+        route: Route,
+        target: Address,
+        request: h11.Request,
+        head: RequestHead,
+        body: RequestBody,
+        receive: Receive,
     ) -> UpstreamResponse:
-        conn, reused = await self.pool.acquire(target)
+        if route.hosts is not None:  # rewrite_host: each target is asked for by its own name
+            request = dataclasses.replace(head, headers=[(b"host", route.hosts[target]), *head.headers[1:]]).event()
+        conn, reused = await self.pool.acquire(target, route.tls)
         try:
             return UpstreamResponse(conn, await self._round_trip(conn, request, body, receive), target)
         except UpstreamClosed as exc:
@@ -244,7 +256,7 @@ class Forwarder:
         except BaseException:
             await _discard(conn)
             raise
-        conn = await self.pool.connect(target)
+        conn = await self.pool.connect(target, route.tls)
         try:
             return UpstreamResponse(conn, await self._round_trip(conn, request, body, receive), target)
         except BaseException:
@@ -305,7 +317,7 @@ class Forwarder:
         await _discard(response.conn)
         self.redirects.put(route.prefix, path, new_path)
         query = head.target.partition(b"?")[2]
-        again = dataclasses.replace(head, target=new_path + (b"?" + query if query else b""))
+        again = dataclasses.replace(head, target=route.base + new_path + (b"?" + query if query else b""))
         return await self._exchange(route, again, body, receive)
 
     async def _relay(
@@ -334,7 +346,9 @@ class Forwarder:
             if head.location >= 0:
                 name, value = headers[head.location]
                 public = public_origin(scope)
-                location = rewrite_location(value, response.target, public, _sent_prefix(route), self.prefixes)
+                location = rewrite_location(
+                    value, response.target, public, _sent_prefix(route), self.prefixes, route.base
+                )
                 headers[head.location] = (name, location)
             record.status = event.status_code
             edit = self._rewriter(scope, route, path, event.status_code, head.length)
@@ -432,6 +446,8 @@ async def answer_error(scope: Scope, send: Send, exc: ProxyError, route: Route, 
         body["reason"] = result.reason
     elif result.status == 400:
         body["detail"] = str(exc)
+    if exc.detail:
+        body["detail"] = exc.detail
     headers = [(b"connection", b"close")] if result.status in _CLOSE else []
     if request_id is not None:
         body["request_id"] = request_id.decode("ascii")

@@ -10,6 +10,7 @@ it under trio's `MockClock`, so timeouts cost no real time.
 
 from __future__ import annotations
 
+import ssl
 from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Final
@@ -106,17 +107,21 @@ class MockStream:
 class MockBackend:
     """Hands out `streams` one per connection; an exception in the list is raised by that connect.
 
-    `connects` records every (host, port) asked for, in order.
+    `connects` records every (host, port) asked for, in order, and `tls` the
+    TLS context of each (None: plain). A scripted `ssl.SSLError` (e.g.
+    `ssl.SSLCertVerificationError`) is a failed handshake.
     """
 
     def __init__(self, streams: Iterable[MockStream | BaseException | _Hang]) -> None:
         self.streams: deque[MockStream | BaseException | _Hang] = deque(streams)
         self.connects: list[tuple[str, int]] = []
+        self.tls: list[ssl.SSLContext | None] = []
         self.opened: list[MockStream] = []
 
-    async def connect_tcp(self, host: str, port: int) -> MockStream:
+    async def connect_tcp(self, host: str, port: int, tls: ssl.SSLContext | None = None) -> MockStream:
         await anyio.lowlevel.checkpoint()
         self.connects.append((host, port))
+        self.tls.append(tls)
         if not self.streams:
             raise ConnectionRefusedError(f"no scripted connection left for {host}:{port}")
         item = self.streams.popleft()

@@ -6,13 +6,18 @@ sits below the 5 s after which Hypercorn and uvicorn close idle connections,
 so the proxy drops a connection before the upstream can (RELIABILITY §2). An
 idle connection the upstream closed anyway is seen as readable and dropped
 before reuse; the close that is still on its way is the forwarder's retry.
+
+Connections are pooled by target, and TLS ones by (target, TLS context): a
+plain connection never serves an https:// route nor the other way round, and
+routes with different certificate checks never share one.
 """
 
 from __future__ import annotations
 
 import logging
+import ssl
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Sequence
 from typing import TypeVar
 
 import anyio
@@ -20,7 +25,7 @@ import anyio
 from ..config.model import Address
 from .backend import NetworkBackend
 from .connection import UpstreamConnection
-from .errors import ConnectFailed, ConnectTimeout
+from .errors import ConnectFailed, ConnectTimeout, TlsFailed
 from .protocol import log_extra, log_request_id
 
 Clock = Callable[[], float]
@@ -47,19 +52,20 @@ class Pool:
         self.idle_timeout = idle_timeout
         self.connect_timeout = connect_timeout
         self.clock = clock
-        self._idle: dict[Address, list[UpstreamConnection]] = {}
+        self._idle: dict[Hashable, list[UpstreamConnection]] = {}  # by target, or (target, TLS context)
         # For the metrics (`stats`): plain counts, kept whether metrics are on or not.
         self.opened = 0
         self.reused = 0
         self.open = 0
 
-    async def acquire(self, target: Address) -> tuple[UpstreamConnection, bool]:
-        """A connection to `target` and whether it was reused from the pool.
+    async def acquire(self, target: Address, tls: ssl.SSLContext | None = None) -> tuple[UpstreamConnection, bool]:
+        """A connection to `target` (over TLS with `tls`) and whether it was reused from the pool.
 
         Raises:
             ConnectFailed, ConnectTimeout: a new connection could not be opened.
+            TlsFailed: its TLS handshake failed.
         """
-        idle = self._idle.get(target)
+        idle = self._idle.get(target if tls is None else (target, tls))
         now = self.clock()
         while idle:
             conn = idle.pop()
@@ -75,25 +81,29 @@ class Pool:
                 continue
             self.reused += 1
             return conn, True
-        return await self.connect(target), False
+        return await self.connect(target, tls), False
 
-    async def connect(self, target: Address) -> UpstreamConnection:
-        """A new connection to `target`, within `connect_timeout`.
+    async def connect(self, target: Address, tls: ssl.SSLContext | None = None) -> UpstreamConnection:
+        """A new connection to `target` (over TLS with `tls`), within `connect_timeout`, handshake included.
 
         Raises:
-            ConnectFailed, ConnectTimeout
+            ConnectFailed, ConnectTimeout, TlsFailed
         """
         host, port = target
         try:
             with anyio.fail_after(self.connect_timeout):
-                stream = await self.backend.connect_tcp(host, port)
+                stream = await self.backend.connect_tcp(host, port, tls)
         except TimeoutError:
-            raise ConnectTimeout(f"connect to {host}:{port} timed out after {self.connect_timeout:g} s") from None
+            what = "connect to" if tls is None else "connect (TLS handshake included) to"
+            raise ConnectTimeout(f"{what} {host}:{port} timed out after {self.connect_timeout:g} s") from None
+        except ssl.SSLError as exc:
+            reason = tls_reason(exc)
+            raise TlsFailed(f"TLS handshake with {host}:{port} failed: {reason}", f"upstream TLS: {reason}") from None
         except OSError as exc:
             raise ConnectFailed(f"connect to {host}:{port} failed: {exc.strerror or exc}") from None
         self.opened += 1
         self.open += 1
-        return UpstreamConnection(stream, target, self._closed)
+        return UpstreamConnection(stream, target, self._closed, target if tls is None else (target, tls))
 
     def _closed(self) -> None:
         self.open -= 1
@@ -105,20 +115,29 @@ class Pool:
 
     async def release(self, conn: UpstreamConnection) -> None:
         """Return a finished connection, or close it if it cannot be reused."""
-        idle = self._idle.setdefault(conn.target, [])
+        idle = self._idle.setdefault(conn.key, [])
         if len(idle) < self.max_idle and conn.recycle(self.clock()):
             idle.append(conn)
         else:
             await conn.aclose()
 
-    def idle_count(self, target: Address) -> int:
-        return len(self._idle.get(target, ()))
+    def idle_count(self, target: Address, tls: ssl.SSLContext | None = None) -> int:
+        return len(self._idle.get(target if tls is None else (target, tls), ()))
 
     async def aclose(self) -> None:
         for idle in self._idle.values():
             for conn in idle:
                 await conn.aclose()
         self._idle.clear()
+
+
+def tls_reason(exc: ssl.SSLError) -> str:
+    """What went wrong in a handshake, in words: "certificate verify failed: Hostname mismatch, ..."."""
+    if isinstance(exc, ssl.SSLCertVerificationError) and exc.verify_message:
+        return f"certificate verify failed: {exc.verify_message}"
+    reason = exc.reason.lower().replace("_", " ") if exc.reason else str(exc)
+    hint = " (is it serving plain HTTP?)" if exc.reason in ("WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE") else ""
+    return f"handshake failed: {reason}{hint}"
 
 
 class Upstreams:

@@ -333,7 +333,12 @@ def response_headers(raw: Iterable[tuple[bytes, bytes]], request_id: bytes | Non
 
 
 def rewrite_location(
-    location: bytes, upstream: tuple[str, int], public: bytes, prefix: str, prefixes: Sequence[str] = ()
+    location: bytes,
+    upstream: tuple[str, int],
+    public: bytes,
+    prefix: str,
+    prefixes: Sequence[str] = (),
+    base: bytes = b"",
 ) -> bytes:
     """Point an upstream's `Location` back through the gateway, under the route's prefix.
 
@@ -347,7 +352,9 @@ def rewrite_location(
     prefix (any of `prefixes`, the route's own included, whole segments only)
     is left as it is: the app knew. A Location for any other authority, or a
     path-relative one (`items/`, resolved by the client under the prefix
-    already), is left alone, as is one that does not parse.
+    already), is left alone, as is one that does not parse. The route's
+    `base` path (an upstream URL's `/v1`), when the path starts with it, is
+    taken off first: it is the upstream's, not the client's.
     """
     try:
         parts = urlsplit(location.decode("latin-1"))
@@ -364,6 +371,11 @@ def rewrite_location(
     else:
         return location  # path-relative: the client resolves it under the prefix already
     path = parts.path or "/"
+    if base:
+        size = len(base)
+        written = path.encode("latin-1")
+        if written.startswith(base) and (len(written) == size or written[size] == 0x2F):
+            path = path[size:] or "/"
     if not any(_under(path, p) for p in (prefix, *prefixes) if p):
         path = prefix + path
     rest = path + (f"?{parts.query}" if parts.query else "") + (f"#{parts.fragment}" if parts.fragment else "")

@@ -119,7 +119,8 @@ class WebSocketProxy:
     ) -> None:
         await receive()  # websocket.connect
         raw = raw_path(scope)
-        path = upstream_target(raw[matched:] if route.strip else raw, scope.get("query_string", b""))
+        path = raw[matched:] if route.strip else raw
+        path = upstream_target(route.base + path if route.base else path, scope.get("query_string", b""))
         request_id = line.request_id = choose_request_id(scope["headers"]) if self.request_id else None
         tag, extra = log_request_id(request_id), log_extra(request_id)
         try:
@@ -130,6 +131,8 @@ class WebSocketProxy:
             line.status = await deny(scope, send, exc, route, request_id)
             return
         stream, line.target = conn.stream, conn.target
+        if route.hosts is not None:  # rewrite_host: the target's own name
+            host = route.hosts[conn.target]
         try:
             ws = WSConnection(ConnectionType.CLIENT)
             request = Request(
@@ -172,7 +175,7 @@ class WebSocketProxy:
 
     async def _connect(self, route: Route, request_id: bytes | None) -> UpstreamConnection:
         async def attempt(target: Address) -> UpstreamConnection:
-            return await self.pool.connect(target)
+            return await self.pool.connect(target, route.tls)
 
         return await route.upstreams.first(attempt, self.clock(), route.label, request_id)
 

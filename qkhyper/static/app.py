@@ -258,7 +258,14 @@ def _api_app(options: StaticOptions, metrics: Recorder | None) -> ASGIApp | None
     if not prefix or options.api_target is None:
         return None
     core = ProxyCore(options.settings, metrics=None if metrics is None else ProxyMetrics(metrics))
-    return PrefixProxy(core, core.route(prefix, [options.api_target]))
+    route = core.route(
+        prefix,
+        [options.api_target],
+        tls=options.api_tls,
+        base=options.api_base,
+        rewrite_host=options.api_rewrite_host,
+    )
+    return PrefixProxy(core, route)
 
 
 def create(options: StaticOptions, *, metrics: Recorder | None = None) -> StaticApp:

@@ -152,12 +152,15 @@ def test_exposure_warnings(host: str, trusted: list[str], proxy_headers: bool, e
         ("http://h:0", None),  # `port or 80` made an explicit :0 into 80
         ("http://h:70000", None),
         ("http://h:-1", None),
-        ("https://h:443", None),
+        ("https://h:8443", ("h", 8443)),
+        ("https://h", ("h", 443)),
+        ("ftp://h", None),
+        ("h:80", None),
     ],
 )
 def test_api_target_ports(url: str, address: tuple[str, int] | None) -> None:
     if address is None:
-        with pytest.raises(UsageError, match="--api-target .* must look like http://HOST"):
+        with pytest.raises(UsageError, match=f"^--api-target: {url!r}"):
             parse_http_url(url, "--api-target")
     else:
         assert parse_http_url(url, "--api-target") == address

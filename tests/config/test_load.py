@@ -207,7 +207,7 @@ def test_request_id_is_on_by_default_and_set_per_table(tmp_path: Path) -> None:
             'access_log_format = "apache"',
             "qkhyper.gateway.access_log_format must be one of combined, json, got 'apache'",
         ),
-        ('upstreams = { "/b" = ["h:99999"] }', "upstreams '/b': 'h:99999' has no valid port"),
+        ('upstreams = { "/b" = ["h:99999"] }', "upstreams '/b': 'h:99999': port 99999 is outside 1-65535"),
         ('upstreams = { "/b" = { targets = ["h:1"], sse_idle_timeout = -3 } }', "sse_idle_timeout must be 0 or more"),
         (
             'upstreams = { "/b" = { target = ["h:1"] } }',

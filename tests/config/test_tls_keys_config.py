@@ -167,13 +167,20 @@ def test_builtin_servers_take_their_own_table(certs: Certs) -> None:
     assert make_plan(settings).units[0].child.tls is None  # the apps stay on plain HTTP
 
 
-def test_the_gateway_refuses_to_route_to_apps_that_speak_tls(certs: Certs) -> None:
-    settings = load(certs.folder, table("qkhyper", **GOOD))
+def test_the_gateway_routes_to_apps_that_speak_tls_over_https(certs: Certs) -> None:
+    """The app's own certificate is what the gateway trusts, and the client's Host is kept (apps build URLs from it)."""
+    (route,) = gateway_options(load(certs.folder, table("qkhyper", **GOOD))).routes
+    assert route.tls and route.tls_options.ca_certs == str(certs.cert) and route.tls_options.verify
+    assert route.sends_target_host is False
+
+
+def test_the_gateway_refuses_apps_that_want_a_client_certificate(certs: Certs) -> None:
+    settings = load(certs.folder, table("qkhyper", **GOOD, ca_certs="ca.pem"))
     with pytest.raises(ConfigError) as info:
         gateway_options(settings)
     assert str(info.value) == (
-        "app users is served with TLS ([qkhyper] certfile) and the gateway proxies plain HTTP: "
-        "move certfile/keyfile to [qkhyper.gateway] and keep the apps on loopback HTTP"
+        "app users asks clients for a certificate ([qkhyper] ca_certs), and the gateway has none to present: "
+        "end TLS at the gateway ([qkhyper.gateway] certfile) and keep the apps on loopback HTTP"
     )
 
 
@@ -207,6 +214,7 @@ def test_command_line_exit_2_with_one_line(project: Path, command: str) -> None:
         (table("gateway", **GOOD), True),  # the default api_target is the gateway's port
         (table("gateway", **GOOD) + table("static", api_target="http://localhost:8000"), True),
         (table("gateway", **GOOD) + table("static", api_target="http://127.0.0.1:9000"), False),
+        (table("gateway", **GOOD) + table("static", api_target="https://localhost:8000"), False),  # https: fine
         (table("static", **GOOD), False),  # static's own TLS is towards the browser
     ],
 )

@@ -152,7 +152,7 @@ def test_duplicate_upstream_prefix_is_exit_2(stack: StackFactory, project) -> No
     assert result.returncode == 2
     assert result.stderr.strip() == "qkhyper: error: duplicate gateway prefix /x (--upstream)"
     result = run_cli(["gateway", "--config", str(s.config), "--upstream", "nonsense"], project)
-    assert result.returncode == 2 and "must look like PREFIX:HOST[:PORT]" in result.stderr
+    assert result.returncode == 2 and "must look like PREFIX=HOST[:PORT], PREFIX:HOST[:PORT]" in result.stderr
 
 
 def test_max_body_size_and_cors(stack: StackFactory) -> None:

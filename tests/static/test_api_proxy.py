@@ -71,7 +71,12 @@ def test_dead_api_target_is_502_json(project: Path, run_qkhyper: type[Qkhyper], 
 
 
 def test_bad_api_target_is_exit_2(project: Path, tmp_path: Path) -> None:
-    for target in ("https://example.com", "http://127.0.0.1:8000/base", "ftp://x"):
+    for target, why in (
+        ("127.0.0.1:8000", "must look like http(s)://HOST[:PORT][/base] (scheme missing)"),
+        ("http://127.0.0.1:0", "port 0 is outside 1-65535"),
+        ("ftp://x", "must look like http(s)://HOST[:PORT][/base] (scheme ftp)"),
+    ):
         result = run_cli(["static", "--root", str(tmp_path), "--api-target", target], project)
         assert result.returncode == 2
-        assert result.stderr.strip() == f"qkhyper: error: --api-target {target!r} must look like http://HOST[:PORT]"
+        assert result.stderr.strip().startswith(f"qkhyper: error: --api-target: {target!r}")
+        assert result.stderr.strip().endswith(why) and "\n" not in result.stderr.strip()
