@@ -116,6 +116,15 @@ class UpstreamSettings:
     # client's). None: on for https:// targets, whose server checks the name it is asked
     # for against SNI; off for http:// and HOST:PORT, as before (apps build URLs from Host).
     rewrite_host: bool | None = None
+    # The older gateway's per-route switches (EXTRA_PROXY); None: the [qkhyper.gateway] value.
+    add_slashes: bool | None = None
+    fastapi_redirect: bool | None = None
+    redirect_cache: bool | None = None
+    add_forwarded_host: bool | None = None
+
+
+# The per-route switches of `upstreams` that default to a [qkhyper.gateway] key of the same name.
+ROUTE_SWITCHES = ("add_slashes", "fastapi_redirect", "redirect_cache", "add_forwarded_host")
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +165,7 @@ class GatewaySettings(ProxySettings):
     add_slashes: bool = False
     fastapi_redirect: bool = False
     redirect_cache: bool = True  # --fastapi-redirect remembers where a redirect led (LRU, 1024 paths)
+    add_forwarded_host: bool = True  # send X-Forwarded-Host (the client's Host) upstream
     upstreams: dict[str, UpstreamSettings] = field(default_factory=dict)
     fallback: str = ""  # HOST:PORT for paths no prefix matches ("" -> 404 JSON)
     cors_origins: list[str] = field(default_factory=list)  # origins and patterns: config/cors.py
@@ -328,6 +338,18 @@ class RouteSpec:
     base: str = ""  # put in front of every upstream path: "/v1"
     rewrite_host: bool | None = None  # Host is the target's, not the client's; None: for https:// targets
     url: bool = False  # the targets were written as http:// or https:// URLs
+    # The route's own ROUTE_SWITCHES from `upstreams`; None: the gateway's (`switch`).
+    add_slashes: bool | None = None
+    fastapi_redirect: bool | None = None
+    redirect_cache: bool | None = None
+    add_forwarded_host: bool | None = None
+
+    def switch(self, name: str, gateway: GatewaySettings) -> bool:
+        """The route's value of a ROUTE_SWITCHES key, else the gateway's."""
+        if name not in ROUTE_SWITCHES:
+            raise KeyError(name)
+        own: bool | None = getattr(self, name)
+        return bool(getattr(gateway, name)) if own is None else own
 
     @property
     def sends_target_host(self) -> bool:

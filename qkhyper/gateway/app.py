@@ -47,10 +47,9 @@ REFUSED = "refused"
 
 
 class GatewayApp:
-    def __init__(self, table: RouteTable, core: ProxyCore, *, add_slashes: bool) -> None:
+    def __init__(self, table: RouteTable, core: ProxyCore) -> None:
         self.table = table
         self.core = core
-        self.add_slashes = add_slashes
         self.metrics = core.metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -73,7 +72,7 @@ class GatewayApp:
                 self.metrics.unrouted(UNMATCHED, scope["method"], 404)
             return
         route, matched = found
-        if self.add_slashes and scope["type"] == "http" and route.prefix and matched == len(raw):
+        if route.add_slashes and scope["type"] == "http" and route.prefix and matched == len(raw):
             await self._add_slash(scope, send, raw)
             if self.metrics is not None:
                 self.metrics.unrouted(route.label, scope["method"], 307)
@@ -124,11 +123,11 @@ def create(options: GatewayOptions, *, metrics: Recorder | None = None) -> ASGIA
             `metrics_port`); None counts nothing.
     """
     cfg = options.settings
+    follows = any(r.switch("fastapi_redirect", cfg) for r in options.routes)
     core = ProxyCore(
         cfg,
         rewrite_body=rewrite_docs,
-        follow_redirect=follow_fastapi_redirect if cfg.fastapi_redirect else None,
-        redirect_cache=cfg.redirect_cache,
+        follow_redirect=follow_fastapi_redirect if follows else None,
         metrics=None if metrics is None else ProxyMetrics(metrics),
     )
     routes = [
@@ -138,15 +137,27 @@ def create(options: GatewayOptions, *, metrics: Recorder | None = None) -> ASGIA
             strip=r.strip,
             idle_timeout=r.upstream_idle_timeout,
             sse_idle_timeout=r.sse_idle_timeout,
-            add_slashes=cfg.add_slashes,
+            add_slashes=r.switch("add_slashes", cfg),
             tls=r.tls_options if r.tls else None,
             base=r.base,
             rewrite_host=r.sends_target_host,
+            follow_redirects=r.switch("fastapi_redirect", cfg),
+            redirect_cache=r.switch("redirect_cache", cfg),
+            forwarded_host=r.switch("add_forwarded_host", cfg),
         )
         for r in options.routes
     ]
-    fallback = core.route("", [options.fallback], strip=False) if options.fallback else None
-    app: ASGIApp = GatewayApp(RouteTable(routes, fallback), core, add_slashes=cfg.add_slashes)
+    fallback = None
+    if options.fallback:
+        fallback = core.route(
+            "",
+            [options.fallback],
+            strip=False,
+            follow_redirects=cfg.fastapi_redirect,
+            redirect_cache=cfg.redirect_cache,
+            forwarded_host=cfg.add_forwarded_host,
+        )
+    app: ASGIApp = GatewayApp(RouteTable(routes, fallback), core)
     if options.docs_assets == "local":
         from ..asgi.docs_assets import DocsAssetsMiddleware
 

@@ -13,7 +13,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from ..config.load import normalize_prefix
-from ..config.model import GatewayOptions, RouteSpec, Settings, UpstreamSettings, UpstreamTlsSpec, tls_settings
+from ..config.model import (
+    GatewayOptions,
+    RouteSpec,
+    Settings,
+    UpstreamSettings,
+    UpstreamTlsSpec,
+    tls_settings,
+)
 from ..config.portentries import PortEntry
 from ..config.targets import Target, parse_any, parse_target
 from ..errors import ConfigError
@@ -143,6 +150,10 @@ def table_routes(upstreams: Mapping[str, UpstreamSettings], base_dir: Path | Non
                 first.base,
                 upstream.rewrite_host,
                 first.url,
+                upstream.add_slashes,
+                upstream.fastapi_redirect,
+                upstream.redirect_cache,
+                upstream.add_forwarded_host,
             )
         )
     return routes
@@ -204,6 +215,10 @@ def _overlay(below: RouteSpec | None, route: RouteSpec) -> RouteSpec:
             sse_idle_timeout=below.sse_idle_timeout,
             tls_options=below.tls_options,
             rewrite_host=below.rewrite_host,
+            add_slashes=below.add_slashes,
+            fastapi_redirect=below.fastapi_redirect,
+            redirect_cache=below.redirect_cache,
+            add_forwarded_host=below.add_forwarded_host,
         )
     if below is None:
         raise ConfigError(f"[qkhyper.gateway].upstreams {route.prefix!r}: no targets and no app with that prefix")
@@ -213,7 +228,16 @@ def _overlay(below: RouteSpec | None, route: RouteSpec) -> RouteSpec:
         sse_idle_timeout=route.sse_idle_timeout,
         tls_options=route.tls_options,
         rewrite_host=below.rewrite_host if route.rewrite_host is None else route.rewrite_host,
+        add_slashes=_own(route.add_slashes, below.add_slashes),
+        fastapi_redirect=_own(route.fastapi_redirect, below.fastapi_redirect),
+        redirect_cache=_own(route.redirect_cache, below.redirect_cache),
+        add_forwarded_host=_own(route.add_forwarded_host, below.add_forwarded_host),
     )
+
+
+def _own(value: bool | None, below: bool | None) -> bool | None:
+    """An options-only entry's switch where it sets one, else the switch of the route below."""
+    return below if value is None else value
 
 
 def _trust_app(settings: Settings, route: RouteSpec) -> RouteSpec:

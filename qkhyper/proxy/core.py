@@ -37,9 +37,7 @@ class ProxyCore:
         rewrite_body: BodyRewriter | None = None,
         follow_redirect: RedirectFollower | None = None,
         metrics: ProxyMetrics | None = None,
-        redirect_cache: bool = True,
     ) -> None:
-        """`redirect_cache`: remember where a followed redirect led (`follow_redirect` only)."""
         self.settings = settings
         self.metrics = metrics
         self.pool = Pool(
@@ -58,7 +56,6 @@ class ProxyCore:
             follow_redirect=follow_redirect,
             clock=clock,
             metrics=metrics,
-            redirect_cache=redirect_cache,
         )
         self.websocket = WebSocketProxy(
             self.pool,
@@ -89,6 +86,9 @@ class ProxyCore:
         tls: UpstreamTlsSpec | None = None,
         base: str = "",
         rewrite_host: bool = False,
+        follow_redirects: bool = True,
+        redirect_cache: bool = True,
+        forwarded_host: bool = True,
     ) -> Route:
         """A route to `targets`; timeouts left as None are this core's settings.
 
@@ -98,6 +98,9 @@ class ProxyCore:
             tls: the targets are https://, checked as it says (None: plain HTTP).
             base: a path put in front of every upstream path ("/v1").
             rewrite_host: send each target's own host as Host, not the client's.
+            follow_redirects: follow as the core's RedirectFollower says (--fastapi-redirect), and
+                remember where a redirect led when `redirect_cache`.
+            forwarded_host: send X-Forwarded-Host.
 
         Raises:
             ssl.SSLError, OSError: `tls.ca_certs` cannot be loaded (the parent checked it at start).
@@ -120,6 +123,9 @@ class ProxyCore:
             context,
             base.encode("ascii"),
             hosts,
+            follow_redirects,
+            redirect_cache,
+            forwarded_host,
         )
 
     async def refuse(self, scope: Scope, send: Send, raw: bytes, depth: int) -> bool:

@@ -81,6 +81,9 @@ class Route:
     tls: ssl.SSLContext | None = None  # https:// targets: the context, made once per worker
     base: bytes = b""  # put in front of every upstream path: b"/v1"
     hosts: Mapping[Address, bytes] | None = None  # rewrite_host: the Host each target is asked for
+    follow_redirects: bool = True  # when the core has a RedirectFollower (--fastapi-redirect)
+    redirect_cache: bool = True  # remember where a followed redirect led (RedirectMemo)
+    forwarded_host: bool = True  # send X-Forwarded-Host
 
     @property
     def label(self) -> str:
@@ -146,7 +149,6 @@ class Forwarder:
         follow_redirect: RedirectFollower | None = None,
         clock: Clock = time.monotonic,
         metrics: ProxyMetrics | None = None,
-        redirect_cache: bool = True,
     ) -> None:
         self.pool = pool
         self.metrics = metrics
@@ -154,7 +156,7 @@ class Forwarder:
         self.settings = settings
         self.rewrite_body = rewrite_body
         self.follow_redirect = follow_redirect
-        self.redirects = RedirectMemo(REDIRECT_MEMO_SIZE if redirect_cache else 0)
+        self.redirects = RedirectMemo()
         self.clock = clock
         self.prefixes: list[str] = []  # every route's prefix (ProxyCore.route adds them): Location rewriting
 
@@ -199,10 +201,11 @@ class Forwarder:
         path = raw[matched:] if route.strip else raw
         if route.add_slashes:
             path = slashed(path or b"/")
-        if self.follow_redirect is not None:
+        following = self.follow_redirect is not None and route.follow_redirects
+        if following and route.redirect_cache:
             path = self.redirects.get(route.prefix, path) or path
         sent_path = upstream_target(route.base + path if route.base else path, scope["query_string"])
-        head = request_head(scope, sent_path, _sent_prefix(route), record.request_id)
+        head = request_head(scope, sent_path, _sent_prefix(route), record.request_id, route.forwarded_host)
         limit = self.settings.max_body_size
         if limit and (head.length or 0) > limit:
             raise BodyTooLarge(f"request body of {head.length} bytes over max_body_size ({limit})")
@@ -212,7 +215,7 @@ class Forwarder:
             limit=limit,
             client_timeout=self.settings.client_body_timeout,
             send_timeout=self.settings.read_timeout,
-            keep=REDIRECT_BODY if self.follow_redirect is not None else 0,
+            keep=REDIRECT_BODY if following else 0,
         )
         response = await self._exchange(route, head, body, receive)
         response = await self._follow(route, head, body, receive, response, path)
@@ -305,7 +308,7 @@ class Forwarder:
         The redirect's connection is closed rather than drained: its body is of no
         use, and an upstream could make it endless.
         """
-        if self.follow_redirect is None or not body.replayable:
+        if self.follow_redirect is None or not route.follow_redirects or not body.replayable:
             return response  # a body not kept whole (over REDIRECT_BODY): the client gets the redirect
         try:
             new_path = self.follow_redirect(route, path, response.event)
@@ -315,7 +318,8 @@ class Forwarder:
         if new_path is None:
             return response
         await _discard(response.conn)
-        self.redirects.put(route.prefix, path, new_path)
+        if route.redirect_cache:
+            self.redirects.put(route.prefix, path, new_path)
         query = head.target.partition(b"?")[2]
         again = dataclasses.replace(head, target=route.base + new_path + (b"?" + query if query else b""))
         return await self._exchange(route, again, body, receive)

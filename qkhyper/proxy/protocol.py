@@ -134,11 +134,16 @@ def choose_request_id(headers: Iterable[tuple[bytes, bytes]]) -> bytes:
 
 
 def request_head(
-    scope: MutableMapping[str, Any], target: bytes, prefix: str, request_id: bytes | None = None
+    scope: MutableMapping[str, Any],
+    target: bytes,
+    prefix: str,
+    request_id: bytes | None = None,
+    forwarded_host: bool = True,
 ) -> RequestHead:
     """The upstream request for an HTTP `scope`, with `target` as its path and query.
 
-    `request_id` (None: request IDs are off) replaces the client's X-Request-ID.
+    `request_id` (None: request IDs are off) replaces the client's X-Request-ID;
+    `forwarded_host` False leaves X-Forwarded-Host out (the client's own is dropped either way).
 
     Raises:
         BadRequest: both Content-Length and Transfer-Encoding, a bad
@@ -150,7 +155,7 @@ def request_head(
         raise BadRequest("both Content-Length and Transfer-Encoding")
     if length is not None and not (length.isdigit() and len(length) < 19):
         raise BadRequest("invalid Content-Length")
-    headers = [(b"host", client.host), *client.headers, *client.forwarded(scope, prefix, request_id)]
+    headers = [(b"host", client.host), *client.headers, *client.forwarded(scope, prefix, request_id, forwarded_host)]
     size: int | None = 0
     if length is not None:
         size = int(length)
@@ -209,15 +214,18 @@ class _ClientHead:
             self.headers = [(k, v) for k, v in self.headers if k not in named]
         self.host = _one_host(scope, hosts)
 
-    def forwarded(self, scope: MutableMapping[str, Any], prefix: str, request_id: bytes | None) -> Headers:
+    def forwarded(
+        self, scope: MutableMapping[str, Any], prefix: str, request_id: bytes | None, host: bool = True
+    ) -> Headers:
         """X-Forwarded-*: For appended to, Proto, Host and Prefix set (the client's own are dropped); X-Request-ID."""
         client = scope.get("client")
         chain = [*self.chain, str(client[0]).encode() if client else b"unknown"]
         headers = [
             (b"x-forwarded-for", b", ".join(chain)),
             (b"x-forwarded-proto", b"https" if scope.get("scheme") in ("https", "wss") else b"http"),
-            (b"x-forwarded-host", self.host),
         ]
+        if host:
+            headers.append((b"x-forwarded-host", self.host))
         if prefix:
             headers.append((b"x-forwarded-prefix", prefix.encode()))
         if request_id is not None:

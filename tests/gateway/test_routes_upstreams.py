@@ -173,3 +173,23 @@ def test_tls_options_for_plain_targets_are_refused() -> None:
     route = RouteSpec("/users", (("h", 1),), source="upstreams", tls_options=UpstreamTlsSpec(False))
     with pytest.raises(ConfigError, match=r"upstreams '/users': tls_verify and ca_certs apply to https:// targets"):
         check_tls_options([route])
+
+
+def test_per_route_switches_of_the_older_gateway_win_over_the_gateways() -> None:
+    """EXTRA_PROXY's per-route add_slashes, fastapi_redirect, redirect_cache and add_forwarded_host."""
+    from qkhyper.config.model import GatewaySettings
+
+    gateway = GatewaySettings(add_slashes=False, fastapi_redirect=True, redirect_cache=True)
+    app = RouteSpec("/users", (("127.0.0.1", 8001),), source="app users")
+    options = UpstreamSettings(add_slashes=True, redirect_cache=False, add_forwarded_host=False)
+    own = UpstreamSettings(targets=["http://10.0.0.9:9000/v2"], fastapi_redirect=False)
+    table = table_routes({"/users": options, "/billing": own})
+    moved = parse_upstream("users=10.0.0.5:9001", APPS)
+    routes = {r.prefix: r for r in merge_routes([app], table, [moved])}
+    users, billing = routes["/users"], routes["/billing"]
+    assert users.targets == (("10.0.0.5", 9001),)  # the flag moved it, the options entry still applies
+    switches = ("add_slashes", "fastapi_redirect", "redirect_cache", "add_forwarded_host")
+    assert [users.switch(name, gateway) for name in switches] == [True, True, False, False]
+    assert [billing.switch(name, gateway) for name in switches] == [False, False, True, True]
+    with pytest.raises(KeyError):
+        users.switch("rewrite_host", gateway)

@@ -145,7 +145,6 @@ def make_core(
     *,
     rewrite_body: BodyRewriter | None = None,
     follow_redirect: RedirectFollower | None = None,
-    redirect_cache: bool = True,
 ) -> tuple[ProxyCore, MockBackend]:
     backend = MockBackend(streams)  # type: ignore[arg-type]
     core = ProxyCore(
@@ -154,7 +153,6 @@ def make_core(
         clock=trio.current_time,
         rewrite_body=rewrite_body,
         follow_redirect=follow_redirect,
-        redirect_cache=redirect_cache,
     )
     return core, backend
 

@@ -600,10 +600,11 @@ async def test_a_body_too_big_to_keep_gets_the_redirect_passed_on() -> None:
 async def test_without_the_redirect_cache_every_request_is_redirected_again() -> None:
     redirect = MockStream([response(307, b"", [("Location", "/items/")])])
     items = MockStream([response(200, b"[1]"), response(200, b"[1]")])
-    core, _ = make_core([redirect, items], follow_redirect=follow_slash, redirect_cache=False)
+    core, _ = make_core([redirect, items], follow_redirect=follow_slash)
+    uncached = route(core, redirect_cache=False)
     for _ in range(2):
         client = Client()
-        await call(core, http_scope("/up/items"), client)
+        await call(core, http_scope("/up/items"), client, uncached)
         assert client.body == b"[1]"
     assert len(core.forward.redirects) == 0
     # The second request asks /items again (on the pooled connection), not the remembered /items/.
@@ -1277,3 +1278,22 @@ async def test_request_ids_off_change_nothing(caplog: pytest.LogCaptureFixture) 
     assert [r.getMessage() for r in caplog.records] == [
         "GET /up/x -> /up: connect to up.test:9000 failed: Connection refused"
     ]
+
+
+async def test_a_route_that_does_not_follow_passes_the_redirect_on() -> None:
+    redirect = MockStream([response(307, b"", [("Location", "/items/")])])
+    core, backend = make_core([redirect], follow_redirect=follow_slash)
+    client = Client()
+    await call(core, http_scope("/up/items"), client, route(core, follow_redirects=False))
+    assert client.status == 307 and client.headers[b"location"] == b"/up/items/"
+    assert len(backend.opened) == 1
+    assert_no_leak(core, backend)
+
+
+@pytest.mark.parametrize("forwarded_host", [True, False])
+async def test_x_forwarded_host_per_route(forwarded_host: bool) -> None:
+    stream = MockStream([response()])
+    core, _ = make_core([stream])
+    await call(core, http_scope("/up/x"), Client(), route(core, forwarded_host=forwarded_host))
+    assert (b"\r\nx-forwarded-host: " in stream.written.lower()) is forwarded_host
+    assert b"\r\nx-forwarded-proto: http\r\n" in stream.written.lower()
