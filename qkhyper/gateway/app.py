@@ -93,7 +93,14 @@ class GatewayApp:
 
 
 def follow_fastapi_redirect(route: Route, path: bytes, response: h11.Response) -> bytes | None:
-    """The path an upstream's trailing-slash redirect points to, if that is all it is."""
+    """The path an upstream's trailing-slash redirect points to, if that is all it is.
+
+    Either way round: FastAPI answers `/items` with `/items/` when the route
+    has the slash, and `/items/` with `/items` when it has none. The second is
+    what `--add-slashes` runs into on a route declared without a slash
+    (FastAPI's own `/docs`, an SSE endpoint): followed here, instead of a
+    redirect the client would follow straight back into the added slash.
+    """
     if response.status_code not in (307, 308):
         return None
     location = next((v for k, v in response.headers if k == b"location"), None)
@@ -105,7 +112,9 @@ def follow_fastapi_redirect(route: Route, path: bytes, response: h11.Response) -
     elif route.strip and target.startswith(route.prefix.encode() + b"/"):
         target = target[len(route.prefix) :]
     bare = path.partition(b"?")[0]
-    return target if target == bare + b"/" else None
+    if target == bare + b"/" or (bare.endswith(b"/") and len(bare) > 1 and target == bare[:-1]):
+        return target
+    return None
 
 
 def rewrite_docs(route: Route, path: bytes) -> Callable[[bytes], bytes] | None:
@@ -123,7 +132,8 @@ def create(options: GatewayOptions, *, metrics: Recorder | None = None) -> ASGIA
             `metrics_port`); None counts nothing.
     """
     cfg = options.settings
-    follows = any(r.switch("fastapi_redirect", cfg) for r in options.routes)
+    # A route with add_slashes follows too: its slash-removing redirects would loop through the client.
+    follows = any(r.switch("fastapi_redirect", cfg) or r.switch("add_slashes", cfg) for r in options.routes)
     core = ProxyCore(
         cfg,
         rewrite_body=rewrite_docs,
@@ -141,7 +151,7 @@ def create(options: GatewayOptions, *, metrics: Recorder | None = None) -> ASGIA
             tls=r.tls_options if r.tls else None,
             base=r.base,
             rewrite_host=r.sends_target_host,
-            follow_redirects=r.switch("fastapi_redirect", cfg),
+            follow_redirects=r.switch("fastapi_redirect", cfg) or r.switch("add_slashes", cfg),
             redirect_cache=r.switch("redirect_cache", cfg),
             forwarded_host=r.switch("add_forwarded_host", cfg),
         )

@@ -101,10 +101,21 @@ def test_location_pointing_at_the_upstream_is_rewritten(stack: StackFactory) -> 
     assert get(f"{s.url}/up/absolute-redirect", follow_redirects=True).json()["route"] == "/echo"
 
 
-def test_add_slashes(stack: StackFactory) -> None:
+def test_add_slashes(stack: StackFactory, project: Path, run_qkhyper: type[Qkhyper]) -> None:
     s = stack(("--add-slashes",))
     response = get(f"{s.url}/up?x=1", follow_redirects=False)
     assert (response.status_code, response.headers["location"]) == (307, "/up/?x=1")
+    foreign = free_port()
+    upstream = run_qkhyper_plain_uvicorn(project, run_qkhyper, "apps.probe:app", foreign)
+    plain = stack(("--add-slashes", "--upstream", f"plain:127.0.0.1:{foreign}"))
+    # /items/ is declared with its slash: asked for /items/ at once, no redirect at all.
+    direct = get(f"{plain.url}/plain/items?x=1", follow_redirects=False)
+    assert (direct.status_code, direct.json()) == (200, [1, 2])
+    # /scope has none: the app's redirect back to /scope is followed inside the gateway, not looped.
+    scope = get(f"{plain.url}/plain/scope?x=1", follow_redirects=False)
+    assert scope.status_code == 200 and scope.json()["path"] == "/scope"
+    assert get(f"{plain.url}/plain/openapi.json", follow_redirects=False).status_code == 200  # a dot: no slash
+    del upstream
 
 
 def test_fastapi_redirect_is_followed_internally(
