@@ -10,8 +10,8 @@ import pytest
 import trio
 
 from qkhyper.asgi.types import Message
+from qkhyper.proxy.bridge import wire_code
 from qkhyper.proxy.mock import HANG, MockStream
-from qkhyper.proxy.websocket import wire_code
 from tests.proxy.harness import Client, call, make_core, settings, ws_accept, ws_scope
 
 pytestmark = pytest.mark.anyio
