@@ -90,14 +90,17 @@ async def test_a_rewritten_docs_body_counts_what_was_sent(caplog: pytest.LogCapt
 @pytest.mark.parametrize(
     ("streams", "status"),
     [
-        ([ConnectionRefusedError(111, "refused")], 502),
-        ([MockStream([HANG])], 504),  # no head within read_timeout
-        ([MockStream([b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n"])], 502),
+        # Made per run: a stream is used up by the request (mutmut runs a test more than once per process).
+        (lambda: [ConnectionRefusedError(111, "refused")], 502),
+        (lambda: [MockStream([HANG])], 504),  # no head within read_timeout
+        (lambda: [MockStream([b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n"])], 502),
     ],
 )
-async def test_the_proxys_own_error_answer(caplog: pytest.LogCaptureFixture, streams: list[Any], status: int) -> None:
+async def test_the_proxys_own_error_answer(
+    caplog: pytest.LogCaptureFixture, streams: Callable[[], list[Any]], status: int
+) -> None:
     client = Client()
-    size = await logged_bytes(caplog, streams, client)
+    size = await logged_bytes(caplog, streams(), client)
     assert client.status == status and size == len(client.body) and client.json["error"]
 
 
