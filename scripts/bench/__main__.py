@@ -359,6 +359,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=2, metavar="N", help="wrk threads (default: 2)")
     parser.add_argument("--only", action="append", default=[], metavar="NAME", help="rows whose name contains NAME")
     parser.add_argument("--output", type=Path, default=Path("bench-results.json"), metavar="PATH", help="JSON report")
+    parser.add_argument("--chart", action="store_true", help="also write bench.svg and bench-results.json")
+    parser.add_argument("--chart-from", type=Path, metavar="JSON", help="only chart this report; runs no row")
+    docs = HERE.parent.parent / "docs"
+    parser.add_argument("--chart-dir", type=Path, default=docs, metavar="DIR", help="chart folder (default: docs/)")
     args = parser.parse_args(argv)
     if args.duration < 1 or args.connections < args.threads or args.threads < 1:
         parser.error("need --duration >= 1 and 1 <= --threads <= --connections")
@@ -368,8 +372,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def save_chart(report: dict[str, Any], folder: Path) -> None:
+    """docs/bench.svg and the report it shows (scripts/bench/chart.py; imported only when asked for)."""
+    from chart import write_chart
+
+    write_chart(report, folder / "bench.svg", folder / "bench-results.json")
+    print(f"wrote {folder / 'bench.svg'} and {folder / 'bench-results.json'}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.chart_from is not None:
+        save_chart(json.loads(args.chart_from.read_text()), args.chart_dir)
+        return 0
     ensure_wrk()
     with tempfile.TemporaryDirectory(prefix="qkhyper-bench-") as tmp:
         workdir = Path(tmp)
@@ -384,6 +399,8 @@ def main(argv: list[str] | None = None) -> int:
     args.output.write_text(json.dumps(report, indent=2) + "\n")
     print_table(results)
     print(f"wrote {args.output}")
+    if args.chart:
+        save_chart(report, args.chart_dir)
     return 1 if any(r.error for r in results) else 0
 
 
