@@ -45,6 +45,11 @@ def _rect(x: float, y: float, w: float, h: float, fill: str, extra: str = "") ->
     return f'<rect x="{x:.1f}" y="{y:.1f}" width="{w:.1f}" height="{h:.1f}" fill="{fill}"{extra}/>'
 
 
+def _clip(text: str, width: int = 38) -> str:
+    """What fits right of the bars (about 38 characters of 12 px sans-serif)."""
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
 def _name(row: dict[str, Any]) -> str:
     metric = row.get("metric")
     return f"{row.get('name', '?')}" + (f" ({metric})" if metric not in (None, "rps") else "")
@@ -93,14 +98,14 @@ def _ratio_panel(rows: list[dict[str, Any]], top: float) -> tuple[list[str], flo
         if target is not None:
             tick = f' stroke-width="2.5" class="target" data-target="{target:g}"'
             parts.append(_line(x(target), y + 1, x(target), y + ROW_H - 1, "#000", tick))
+        verdict = "" if passed is None else "pass" if passed else "FAIL"
         if error:
-            first = str(error).strip().splitlines()[0] if str(error).strip() else "error"
-            label, fill = f"ERROR: {first[:30]}" + ("…" if len(first) > 30 else ""), FAIL
-        elif ratio is None:
-            label, fill = "not measured", NEUTRAL
+            label, fill = _clip("ERROR: " + (str(error).strip().splitlines() or ["?"])[0]), FAIL
+        elif ratio is None:  # never measured, or a row of another kind (scale rows pass on absolute limits)
+            notes = f": {row['notes']}" if row.get("notes") else ""
+            label, fill = _clip((f"{verdict}, no ratio" if verdict else "not measured") + notes), colour
         else:
-            verdict = "" if passed is None else " pass" if passed else " FAIL"
-            label, fill = f"{ratio:.2f}{verdict}" + ("" if target is None else f" (target {target:g})"), colour
+            label, fill = f"{ratio:.2f} {verdict}".strip() + ("" if target is None else f" (target {target:g})"), colour
         parts.append(_text(TEXT_X, y + 15, label, fill=fill, extra=' class="label"'))
         out.append(f'<g class="row" data-row="{_attr(row.get("name", "?"))}">{"".join(parts)}</g>')
     return out, bottom + 40

@@ -49,7 +49,7 @@ ROWS = [
     row("serve-uvicorn", 0.81, 0.95),
     row("static-1k-uvicorn", 4.4, 4.0),
     row("gateway-nginx", None, 0.6, error="nginx is not installed and apt-get could not install it\nmore"),
-    row("scale-workers", None, None, notes="1..8 workers", curve=[1, 2]),  # a new kind of row, unknown keys
+    row("scale-idle", None, None, passed=True, notes="10000 held, 9 KB each", curve=[1, 2]),  # another kind of row
 ]
 REPORT = {"machine": MACHINE, "settings": SETTINGS, "rows": ROWS}
 
@@ -76,7 +76,7 @@ def test_one_group_per_row_and_one_bar_per_measured_row() -> None:
     assert root.tag == f"{SVG}svg"
     assert list(rows_by_name(root)) == [r["name"] for r in ROWS]
     bars = {g.get("data-row"): [float(b.get("data-ratio", "")) for b in by_class(g, "ratio")] for g in by_class(root, "row")}  # fmt: skip
-    assert bars == {"serve-hypercorn": [1.02], "serve-uvicorn": [0.81], "static-1k-uvicorn": [4.4], "gateway-nginx": [], "scale-workers": []}  # fmt: skip
+    assert bars == {"serve-hypercorn": [1.02], "serve-uvicorn": [0.81], "static-1k-uvicorn": [4.4], "gateway-nginx": [], "scale-idle": []}  # fmt: skip
     assert len(by_class(root, "p99-row")) == len(ROWS)
 
 
@@ -92,7 +92,7 @@ def test_target_ticks_sit_where_the_ratios_say() -> None:
         per_unit.add(round(width / r["ratio"]))
     assert len(per_unit) == 1  # one scale for every row
     assert by_class(groups["gateway-nginx"], "target")  # the target shows even when nothing was measured
-    assert not by_class(groups["scale-workers"], "target")
+    assert not by_class(groups["scale-idle"], "target")
 
 
 def test_pass_and_fail_are_written_not_only_coloured() -> None:
@@ -107,7 +107,7 @@ def test_errored_and_unmeasured_rows_are_labelled() -> None:
     root = parse(REPORT)
     groups = rows_by_name(root)
     assert label(groups["gateway-nginx"]) == "ERROR: nginx is not installed and apt…"
-    assert label(groups["scale-workers"]) == "not measured"
+    assert label(groups["scale-idle"]) == "pass, no ratio: 10000 held, 9 KB each"
     p99 = {g.get("data-row"): [t.text for t in g.iter(f"{SVG}text")] for g in by_class(root, "p99-row")}
     assert p99["gateway-nginx"][1:] == ["qkhyper: not measured", "reference: not measured"]
     assert p99["serve-hypercorn"][1:] == ["qkhyper 2.00 ms", "reference 20.0 ms"]
