@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import importlib.util
 import math
 import os
 import re
@@ -32,6 +33,7 @@ from .model import (
     DOCS_ASSETS,
     LOG_FORMATS,
     TLS_KEYS,
+    UPSTREAM_PARSERS,
     WORKER_CLASSES,
     AppSpec,
     GatewaySettings,
@@ -356,6 +358,9 @@ _POSITIVE = ("connect_timeout", "read_timeout", "client_body_timeout", "ws_max_m
 
 def _check_proxy(where: str, proxy: ProxySettings) -> None:
     _one_of(f"{where}.access_log_format", proxy.access_log_format, ACCESS_LOG_FORMATS)
+    _one_of(f"{where}.upstream_parser", proxy.upstream_parser, UPSTREAM_PARSERS)
+    if proxy.upstream_parser == "httptools" and importlib.util.find_spec("httptools") is None:
+        raise ConfigError(f"{where}.upstream_parser = 'httptools' needs httptools: pip install 'qkhyper[uvicorn]'")
     for field in dataclasses.fields(ProxySettings):
         value = getattr(proxy, field.name)
         if isinstance(value, bool) or not isinstance(value, (int, float)):

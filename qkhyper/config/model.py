@@ -18,6 +18,9 @@ DOCS_ASSETS = ("local", "cdn")
 LOG_FORMATS = ("text", "json")
 # The proxy's access line: Apache's "combined" layout plus route, upstream and time, or a JSON object.
 ACCESS_LOG_FORMATS = ("combined", "json")
+# What reads upstream responses (proxy/codec.py): llhttp through httptools when it is
+# installed (auto), or h11, pure Python, always there.
+UPSTREAM_PARSERS = ("auto", "httptools", "h11")
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +97,7 @@ class ProxySettings:
     # return it to the client and log it (README "What crosses the gateway"). false: the
     # header crosses like any other, and the proxy neither makes nor logs one.
     request_id: bool = True
+    upstream_parser: str = "auto"  # auto | httptools | h11 (UPSTREAM_PARSERS); auto: httptools if installed
 
 
 @dataclass(frozen=True, slots=True)

@@ -61,7 +61,7 @@ class RequestBody:
             UpstreamClosed: the connection broke.
         """
         if self.empty:
-            await conn.send(h11.EndOfMessage())
+            await conn.send_end()
             return
         if self.consumed:
             assert self.replayable, "a body not kept whole can be sent only once"
@@ -91,9 +91,9 @@ class RequestBody:
                 waiting_for_client = False
                 scope.deadline = anyio.current_time() + self.send_timeout
                 if chunk:
-                    await conn.send(h11.Data(data=chunk))
+                    await conn.send_body(chunk)
             self.complete = True
-            await conn.send(h11.EndOfMessage())
+            await conn.send_end()
             scope.deadline = math.inf
         if scope.cancelled_caught:
             if waiting_for_client:
@@ -105,8 +105,8 @@ class RequestBody:
         assert self.kept is not None
         with anyio.move_on_after(self.send_timeout) as scope:
             if self.kept:
-                await conn.send(h11.Data(data=bytes(self.kept)))
-            await conn.send(h11.EndOfMessage())
+                await conn.send_body(bytes(self.kept))
+            await conn.send_end()
         if scope.cancelled_caught:
             raise ResponseHeadTimeout(f"upstream took no request body data for {self.send_timeout:g} s")
 

@@ -1,19 +1,20 @@
-"""One keep-alive HTTP/1.1 connection to an upstream: a network stream driven by h11.
+"""One keep-alive HTTP/1.1 connection to an upstream: a network stream driven by a codec.
 
-h11 does the protocol (sans-io); this class moves bytes and turns every way
-the exchange can fail into one `errors` class, at the point it is detected:
+The codec (`codec.py`: llhttp through httptools, or h11) does the protocol,
+sans-io; this class moves bytes and turns every way the exchange can fail into
+one `errors` class, at the point it is detected:
 
 - the stream breaks, or ends, before a byte of the response arrived:
   `UpstreamClosed(before_response=True)`, the case a retry may cover
   (h11 alone would call that end of stream a protocol error);
 - it breaks or ends later: `UpstreamClosed`;
-- h11 cannot read what arrived: `MalformedResponse`;
+- the codec cannot read what arrived: `MalformedResponse`;
 - someone else (the watchdog) gave up on the exchange: `abort(exc)` records
   why, closes the stream, and the blocked reader raises that `exc`.
 
-A connection goes back to the pool only when both h11 sides are `DONE`
-(`recycle`); any failure marks it unusable, so a half-used connection is never
-reused (httpcore's `_response_closed`).
+A connection goes back to the pool only when the codec says the exchange ended
+cleanly on both sides (`recycle`); any failure leaves it unusable, so a
+half-used connection is never reused (httpcore's `_response_closed`).
 """
 
 from __future__ import annotations
@@ -25,13 +26,15 @@ import h11
 
 from ..config.model import Address
 from .backend import NetworkStream
+from .codec import Codec, CodecFactory, H11Codec
 from .errors import BadRequest, MalformedResponse, ProxyError, UpstreamClosed
+from .protocol import RequestHead
 
 # Bytes read from an upstream at a time; also the largest body chunk sent on.
 READ_SIZE = 256 * 1024
 # The largest response head taken from an upstream (h11's own default is 16 KiB).
-# h11 enforces it only on a head still incomplete; a complete one that arrived in a
-# single read (up to READ_SIZE) is measured in _check_head_size.
+# The codecs enforce it only on a head still incomplete; a complete one that arrived
+# in a single read (up to READ_SIZE) is measured in `next_event`.
 MAX_HEAD = 64 * 1024
 
 
@@ -47,12 +50,13 @@ class UpstreamConnection:
         target: Address,
         on_close: Callable[[], None] | None = None,
         key: Hashable | None = None,
+        codec: CodecFactory = H11Codec,
     ) -> None:
         self.stream = stream
         self.target = target
         self.key = target if key is None else key  # what the pool keeps it under: the target, or with TLS
         self.on_close = on_close  # the pool's count of open connections (metrics)
-        self.h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD)
+        self.codec: Codec = codec(MAX_HEAD)
         self.idle_since = 0.0  # when it last went back to the pool
         self.failure: ProxyError | None = None  # why abort() ended the exchange
         self.wrote = False  # a byte of the current request reached the stream
@@ -60,28 +64,53 @@ class UpstreamConnection:
         self.eof = False  # the upstream ended its side of the stream
         self.closed = False
 
-    async def send(self, event: h11.Event) -> None:
-        """Send one h11 event (only ever a request, its body or its end).
+    async def send_head(self, head: RequestHead) -> None:
+        """Send the request head (starts an exchange).
 
         Raises:
             UpstreamClosed: the connection broke; nothing more can be sent.
-            BadRequest: the body does not match the head's framing.
+            BadRequest: a target that cannot be sent.
+        """
+        await self._write(self.codec.request(head))
+
+    async def send_body(self, data: bytes) -> None:
+        """Send a chunk of the request body.
+
+        Raises:
+            UpstreamClosed: the connection broke; nothing more can be sent.
+            BadRequest: the body is longer than the head's Content-Length.
         """
         try:
-            data = self.h11.send(event)
+            wire = self.codec.body(data)
         except h11.LocalProtocolError as exc:  # the ASGI server delivered a body its head did not announce
             raise self._failed(BadRequest(f"request body does not match its Content-Length: {exc}")) from None
+        await self._write(wire)
+
+    async def send_end(self) -> None:
+        """End the request body.
+
+        Raises:
+            UpstreamClosed: the connection broke.
+            BadRequest: the body is shorter than the head's Content-Length.
+        """
+        try:
+            wire = self.codec.end()
+        except h11.LocalProtocolError as exc:
+            raise self._failed(BadRequest(f"request body does not match its Content-Length: {exc}")) from None
+        await self._write(wire)
+
+    async def _write(self, data: bytes) -> None:
         if not data:
             return
         try:
             await self.stream.send(data)
         except ConnectionError as exc:
-            self.h11.send_failed()
+            self.codec.send_failed()
             raise self._failed(self._closed(f"sending to upstream failed: {exc!r}")) from None
         self.wrote = True
 
     async def next_event(self) -> h11.Event:
-        """The next response event, reading from the network only when h11 needs more.
+        """The next response event, reading from the network only when the codec needs more.
 
         Raises:
             UpstreamClosed, MalformedResponse, or whatever `abort` was given.
@@ -90,7 +119,7 @@ class UpstreamConnection:
             if self.failure is not None:
                 raise self.failure
             try:
-                event = self.h11.next_event()  # peek(), inlined: this is the hot path
+                event = self.codec.next_event()  # peek(), inlined: this is the hot path
             except h11.RemoteProtocolError as exc:
                 raise self._unreadable(exc) from None
             if event is not h11.NEED_DATA:
@@ -101,24 +130,24 @@ class UpstreamConnection:
                 data = await self.stream.receive(READ_SIZE)
             except ConnectionError as exc:
                 raise self._failed(self._closed(f"upstream connection lost: {exc!r}")) from None
-            if not data and self.h11.their_state is h11.SEND_RESPONSE:
+            if not data and self.codec.awaiting_head():
                 # h11 reports this as a protocol error; it is a close, and maybe a retry.
                 where = "in the middle of the response head" if self.heard else "without a response"
                 raise self._failed(self._closed(f"upstream closed the connection {where}"))
             self.eof = not data
             self.heard += len(data)
-            self.h11.receive_data(data)
+            self.codec.receive_data(data)
 
     def peek(self) -> h11.Event | type[h11.NEED_DATA]:
         """The next event if it is already buffered, without touching the network.
 
         Raises:
-            MalformedResponse: h11 cannot parse what arrived (a truncated body: `UpstreamClosed`).
+            MalformedResponse: the codec cannot parse what arrived (a truncated body: `UpstreamClosed`).
         """
         if self.failure is not None:
             raise self.failure
         try:
-            return self.h11.next_event()  # type: ignore[return-value]
+            return self.codec.next_event()
         except h11.RemoteProtocolError as exc:
             raise self._unreadable(exc) from None
 
@@ -133,8 +162,8 @@ class UpstreamConnection:
     def _failed(self, exc: ProxyError) -> ProxyError:
         """The error to raise: the watchdog's reason if it ended the exchange, else `exc`.
 
-        There is nothing to mark: h11 is no longer `DONE` on both sides after
-        any failure, so `recycle` refuses the connection.
+        There is nothing to mark: after any failure the codec no longer calls
+        the exchange complete, so `recycle` refuses the connection.
         """
         return self.failure or exc
 
@@ -146,14 +175,9 @@ class UpstreamConnection:
 
     def recycle(self, now: float) -> bool:
         """Ready the connection for the next request; False if it cannot be reused."""
-        if self.closed or self.h11.our_state is not h11.DONE or self.h11.their_state is not h11.DONE:
+        if self.closed or not self.codec.reusable():
             return False
-        if self.h11.trailing_data[0]:
-            # Bytes after the end of the response (a 204 or 304 with a body, a body
-            # longer than its Content-Length): they would be read as the next client's
-            # response. Such a connection is closed, never reused.
-            return False
-        self.h11.start_next_cycle()
+        self.codec.start_next_cycle()
         self.idle_since = now
         self.wrote = False
         self.heard = 0

@@ -20,6 +20,7 @@ from ..asgi.types import Receive, Scope, Send
 from ..config.model import Address, ProxySettings, UpstreamTlsSpec, authority
 from ..metrics.recorder import ProxyMetrics
 from .backend import AutoBackend, NetworkBackend, client_context
+from .codec import codec_class
 from .forward import BodyRewriter, Forwarder, RedirectFollower, Route
 from .pool import Clock, Pool, Upstreams
 from .protocol import match_prefix, raw_path, refusal
@@ -46,6 +47,7 @@ class ProxyCore:
             idle_timeout=settings.pool_idle_timeout,
             connect_timeout=settings.connect_timeout,
             clock=clock,
+            codec=codec_class(settings.upstream_parser),
         )
         self.watchdog = Watchdog(clock)
         self.forward = Forwarder(

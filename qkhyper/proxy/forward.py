@@ -224,13 +224,13 @@ class Forwarder:
 
     async def _exchange(self, route: Route, head: RequestHead, body: RequestBody, receive: Receive) -> UpstreamResponse:
         """The response head from the first target that takes the request."""
-        request = head.event()  # a BadRequest before any connection is taken
+        head.check_target()  # a BadRequest before any connection is taken
         upstreams = route.upstreams
         if len(upstreams.targets) == 1:  # the common case, without a closure
-            return await self._exchange_with(route, upstreams.targets[0], request, head, body, receive)
+            return await self._exchange_with(route, upstreams.targets[0], head, body, receive)
 
         async def attempt(target: Address) -> UpstreamResponse:
-            return await self._exchange_with(route, target, request, head, body, receive)
+            return await self._exchange_with(route, target, head, body, receive)
 
         return await upstreams.first(attempt, self.clock(), route.label, head.request_id)
 
@@ -238,16 +238,15 @@ class Forwarder:
         self,
         route: Route,
         target: Address,
-        request: h11.Request,
         head: RequestHead,
         body: RequestBody,
         receive: Receive,
     ) -> UpstreamResponse:
         if route.hosts is not None:  # rewrite_host: each target is asked for by its own name
-            request = dataclasses.replace(head, headers=[(b"host", route.hosts[target]), *head.headers[1:]]).event()
+            head = dataclasses.replace(head, headers=[(b"host", route.hosts[target]), *head.headers[1:]])
         conn, reused = await self.pool.acquire(target, route.tls)
         try:
-            return UpstreamResponse(conn, await self._round_trip(conn, request, body, receive), target)
+            return UpstreamResponse(conn, await self._round_trip(conn, head, body, receive), target)
         except UpstreamClosed as exc:
             await _discard(conn)
             if not may_retry(
@@ -261,15 +260,15 @@ class Forwarder:
             raise
         conn = await self.pool.connect(target, route.tls)
         try:
-            return UpstreamResponse(conn, await self._round_trip(conn, request, body, receive), target)
+            return UpstreamResponse(conn, await self._round_trip(conn, head, body, receive), target)
         except BaseException:
             await _discard(conn)
             raise
 
     async def _round_trip(
-        self, conn: UpstreamConnection, request: h11.Request, body: RequestBody, receive: Receive
+        self, conn: UpstreamConnection, head: RequestHead, body: RequestBody, receive: Receive
     ) -> h11.Response:
-        await conn.send(request)
+        await conn.send_head(head)
         try:
             await body.send_to(conn)
         except UpstreamClosed:

@@ -24,6 +24,7 @@ import anyio
 
 from ..config.model import Address
 from .backend import NetworkBackend
+from .codec import CodecFactory, H11Codec
 from .connection import UpstreamConnection
 from .errors import ConnectFailed, ConnectTimeout, TlsFailed
 from .protocol import log_extra, log_request_id
@@ -46,8 +47,10 @@ class Pool:
         idle_timeout: float,
         connect_timeout: float,
         clock: Clock = time.monotonic,
+        codec: CodecFactory = H11Codec,
     ) -> None:
         self.backend = backend
+        self.codec = codec  # what each new connection speaks HTTP/1.1 with
         self.max_idle = max_idle
         self.idle_timeout = idle_timeout
         self.connect_timeout = connect_timeout
@@ -103,7 +106,7 @@ class Pool:
             raise ConnectFailed(f"connect to {host}:{port} failed: {exc.strerror or exc}") from None
         self.opened += 1
         self.open += 1
-        return UpstreamConnection(stream, target, self._closed, target if tls is None else (target, tls))
+        return UpstreamConnection(stream, target, self._closed, target if tls is None else (target, tls), self.codec)
 
     def _closed(self) -> None:
         self.open -= 1

@@ -57,6 +57,8 @@ _FORWARDED = frozenset(
 WEBSOCKET_OWN = frozenset(
     {b"sec-websocket-key", b"sec-websocket-version", b"sec-websocket-extensions", b"sec-websocket-protocol"}
 )
+# A request target that can be written (RFC 9112 §3.2): visible ASCII, h11's own rule.
+_TARGET = re.compile(rb"[\x21-\x7e]+")
 IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"})
 
 REQUEST_ID = b"x-request-id"
@@ -86,6 +88,27 @@ class RequestHead:
     @property
     def idempotent(self) -> bool:
         return self.method in IDEMPOTENT
+
+    def check_target(self) -> None:
+        """Refuse a target that cannot go on the request line: visible ASCII only, as h11 checks it.
+
+        Targets come from the ASGI server's parser or an upstream's Location
+        (`--fastapi-redirect`), never as raw client bytes; this is the one check
+        both codecs rely on (`codec.py`).
+
+        Raises:
+            BadRequest: a space, a control byte or a non-ASCII byte in the target.
+        """
+        if _TARGET.fullmatch(self.target) is None:
+            raise BadRequest("cannot forward this request: Illegal target characters")  # h11's words
+
+    def wire(self) -> bytes:
+        """The request line and headers as bytes, joined as they are (the headers are checked: see `event`)."""
+        parts = [self.method, b" ", self.target, b" HTTP/1.1\r\n"]
+        for name, value in self.headers:
+            parts += (name, b": ", value, b"\r\n")
+        parts.append(b"\r\n")
+        return b"".join(parts)
 
     def event(self) -> h11.Request:
         """The h11 event to send.

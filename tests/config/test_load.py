@@ -207,6 +207,10 @@ def test_request_id_is_on_by_default_and_set_per_table(tmp_path: Path) -> None:
             'access_log_format = "apache"',
             "qkhyper.gateway.access_log_format must be one of combined, json, got 'apache'",
         ),
+        (
+            'upstream_parser = "llhttp"',
+            "qkhyper.gateway.upstream_parser must be one of auto, httptools, h11, got 'llhttp'",
+        ),
         ('upstreams = { "/b" = ["h:99999"] }', "upstreams '/b': 'h:99999': port 99999 is outside 1-65535"),
         ('upstreams = { "/b" = { targets = ["h:1"], sse_idle_timeout = -3 } }', "sse_idle_timeout must be 0 or more"),
         (
@@ -250,3 +254,12 @@ def test_log_settings_from_file_env_and_command_line(tmp_path: Path) -> None:
         load_settings(str(path), env={}, top={"loglevel": "loud"})
     with pytest.raises(ConfigError, match="QKHYPER_GATEWAY_ACCESS_LOG_FORMAT|access_log_format must be one of"):
         load(path, {"QKHYPER_GATEWAY_ACCESS_LOG_FORMAT": "xml"})
+
+
+def test_httptools_asked_for_but_missing_is_one_config_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "httptools" else real(name, *a))
+    with pytest.raises(ConfigError, match=r"upstream_parser = 'httptools' needs httptools: pip install"):
+        load(write(tmp_path, APPS + '[qkhyper.gateway]\nupstream_parser = "httptools"\n'))

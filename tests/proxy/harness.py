@@ -3,7 +3,8 @@
 `run_core` starts a `ProxyCore` with its watchdog, `Client` plays the ASGI
 server's side of one request (scripted `receive`, recorded `send`), and
 `assert_no_leak` checks the rule every test ends with: each connection the
-proxy opened is closed or idle in the pool.
+proxy opened is closed or idle in the pool. `PARSER` is the upstream parser
+(conftest.py runs each test with h11 and with httptools).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import json
 import re
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +23,7 @@ import trio
 
 from qkhyper.asgi.types import Message, Scope
 from qkhyper.config.model import ProxySettings
+from qkhyper.proxy.codec import CodecFactory, codec_class
 from qkhyper.proxy.core import ProxyCore
 from qkhyper.proxy.forward import BodyRewriter, RedirectFollower, Route
 from qkhyper.proxy.mock import MockBackend, MockStream
@@ -135,8 +138,17 @@ def body_messages(*chunks: bytes) -> list[Message]:
     return [{"type": "http.request", "body": c, "more_body": i < len(chunks) - 1} for i, c in enumerate(chunks)]
 
 
+# The upstream parser the proxy tests run with: conftest.py runs every test once with each.
+PARSER: ContextVar[str] = ContextVar("PARSER", default="auto")
+
+
+def codec() -> CodecFactory:
+    """The codec of the parser this test runs with, for tests that build connections themselves."""
+    return codec_class(PARSER.get())
+
+
 def settings(**changes: Any) -> ProxySettings:
-    return ProxySettings(**changes)
+    return ProxySettings(**{"upstream_parser": PARSER.get(), **changes})
 
 
 def make_core(
@@ -148,7 +160,7 @@ def make_core(
 ) -> tuple[ProxyCore, MockBackend]:
     backend = MockBackend(streams)  # type: ignore[arg-type]
     core = ProxyCore(
-        proxy or ProxySettings(),
+        proxy or settings(),
         backend=backend,
         clock=trio.current_time,
         rewrite_body=rewrite_body,

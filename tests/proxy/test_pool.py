@@ -17,22 +17,27 @@ from qkhyper.proxy.errors import (
 )
 from qkhyper.proxy.mock import HANG, MockBackend, MockStream
 from qkhyper.proxy.pool import DOWN_FOR, Pool, Upstreams
-from tests.proxy.harness import TARGET, response
+from qkhyper.proxy.protocol import RequestHead
+from tests.proxy.harness import TARGET, codec, response
 
 pytestmark = pytest.mark.anyio
 
-GET = h11.Request(method=b"GET", target=b"/", headers=[(b"host", b"h")])
+GET = RequestHead(b"GET", b"/", [(b"host", b"h")], 0, False)
 
 
 def make_pool(streams: list[object], **kw: float) -> tuple[Pool, MockBackend]:
     backend = MockBackend(streams)  # type: ignore[arg-type]
     options = {"max_idle": 2, "idle_timeout": 4.0, "connect_timeout": 5.0, **kw}
-    return Pool(backend, clock=trio.current_time, **options), backend  # type: ignore[arg-type]
+    return Pool(backend, clock=trio.current_time, codec=codec(), **options), backend  # type: ignore[arg-type]
+
+
+def connection(stream: MockStream) -> UpstreamConnection:
+    return UpstreamConnection(stream, TARGET, codec=codec())
 
 
 async def exchange(conn: UpstreamConnection) -> list[h11.Event]:
-    await conn.send(GET)
-    await conn.send(h11.EndOfMessage())
+    await conn.send_head(GET)
+    await conn.send_end()
     events = [await conn.next_event()]
     while not isinstance(events[-1], h11.EndOfMessage):
         events.append(await conn.next_event())
@@ -116,11 +121,11 @@ async def test_idle_expiry_closes_everything_older() -> None:
 
 
 async def test_connection_recycles_only_after_a_whole_exchange() -> None:
-    conn = UpstreamConnection(MockStream([response(), response()]), TARGET)
+    conn = connection(MockStream([response(), response()]))
     assert not conn.recycle(1.0)
-    await conn.send(GET)
+    await conn.send_head(GET)
     assert not conn.recycle(1.0)  # request not finished
-    await conn.send(h11.EndOfMessage())
+    await conn.send_end()
     assert conn.wrote and not conn.heard
     await conn.next_event()
     assert conn.heard and not conn.recycle(2.0)  # response not finished
@@ -141,7 +146,7 @@ async def test_connection_recycles_only_after_a_whole_exchange() -> None:
     ],
 )
 async def test_closes_are_upstream_closed(script: list[object], before_response: bool, message: str) -> None:
-    conn = UpstreamConnection(MockStream(script), TARGET)  # type: ignore[arg-type]
+    conn = connection(MockStream(script))  # type: ignore[arg-type]
     with pytest.raises(UpstreamClosed) as info:
         await exchange(conn)
     assert info.value.before_response is before_response
@@ -150,31 +155,31 @@ async def test_closes_are_upstream_closed(script: list[object], before_response:
 
 
 async def test_garbage_is_malformed() -> None:
-    conn = UpstreamConnection(MockStream([b"SPDY/3 200 OK\r\n\r\n"]), TARGET)
+    conn = connection(MockStream([b"SPDY/3 200 OK\r\n\r\n"]))
     with pytest.raises(MalformedResponse, match=r"^malformed response from upstream: "):
         await exchange(conn)
 
 
 async def test_send_failure_is_a_close_before_any_byte() -> None:
-    conn = UpstreamConnection(MockStream([], fail_send_at=0), TARGET)
+    conn = connection(MockStream([], fail_send_at=0))
     with pytest.raises(UpstreamClosed) as info:
-        await conn.send(GET)
+        await conn.send_head(GET)
     assert info.value.before_response and not conn.wrote
     assert str(info.value) == "sending to upstream failed: BrokenPipeError('upstream connection is broken')"
 
 
 async def test_a_body_longer_than_announced_is_a_bad_request() -> None:
-    conn = UpstreamConnection(MockStream([]), TARGET)
-    await conn.send(h11.Request(method=b"POST", target=b"/", headers=[(b"host", b"h"), (b"content-length", b"1")]))
+    conn = connection(MockStream([]))
+    await conn.send_head(RequestHead(b"POST", b"/", [(b"host", b"h"), (b"content-length", b"1")], 1, False))
     with pytest.raises(BadRequest, match="^request body does not match its Content-Length: "):
-        await conn.send(h11.Data(data=b"too long"))
+        await conn.send_body(b"too long")
 
 
 async def test_abort_wins_over_the_error_it_causes() -> None:
     stream = MockStream([HANG])
-    conn = UpstreamConnection(stream, TARGET)
-    await conn.send(GET)
-    await conn.send(h11.EndOfMessage())
+    conn = connection(stream)
+    await conn.send_head(GET)
+    await conn.send_end()
     await conn.abort(ClientGone("first"))
     await conn.abort(ClientGone("second"))
     with pytest.raises(ClientGone, match="^first$"):
