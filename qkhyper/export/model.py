@@ -331,19 +331,33 @@ def _gateway(
     # Keys as a `kubernetes.io/tls` Secret names them (and cert-manager writes them).
     keys = {"tls.crt": gw.certfile, "tls.key": gw.keyfile, "ca.crt": gw.ca_certs}
     tls = [SecretFile("gateway-tls", in_image(path), key, shown=path) for key, path in keys.items() if path]
-    unit = Unit(
-        "gateway",
-        "gateway",
-        tuple(args),
-        gw.port,
-        1,
-        replicas.get("gateway", DEFAULT_REPLICAS),
-        grace,
-        probe(gw.port, gw.metrics_port, settings.qkhyper.ready_timeout),
-        settings_env=_settings_env(settings, gw.metrics_port, False),
-        files=tuple(tls),
-    )
+    unit = _server(settings, "gateway", args, gw.metrics_port, replicas, grace, tuple(tls))
     return unit, routes
+
+
+def _server(
+    settings: Settings,
+    name: str,
+    args: list[str],
+    metrics_port: int,
+    replicas: Mapping[str, int],
+    grace: int,
+    files: tuple[SecretFile, ...] = (),
+) -> Unit:
+    """The gateway's or static's unit: one worker a container (replicas scale them), `args[4]` its port."""
+    port = int(args[4])
+    return Unit(
+        name,
+        name,
+        tuple(args),
+        port,
+        1,
+        replicas.get(name, DEFAULT_REPLICAS),
+        grace,
+        probe(port, metrics_port, settings.qkhyper.ready_timeout),
+        settings_env=_settings_env(settings, metrics_port, False),
+        files=files,
+    )
 
 
 def _route(route: RouteSpec, settings: Settings, by_host: Mapping[str, Unit]) -> Route:
@@ -367,17 +381,7 @@ def _static(settings: Settings, gateway: Unit, replicas: Mapping[str, int], grac
     if _loopback(cfg.api_target):
         scheme = "https" if settings.qkhyper.gateway.certfile else "http"
         args += ["--api-target", f"{scheme}://{gateway.name}:{gateway.port}"]
-    return Unit(
-        "static",
-        "static",
-        tuple(args),
-        cfg.port,
-        1,
-        replicas.get("static", DEFAULT_REPLICAS),
-        grace,
-        probe(cfg.port, cfg.metrics_port, settings.qkhyper.ready_timeout),
-        settings_env=_settings_env(settings, cfg.metrics_port, False),
-    )
+    return _server(settings, "static", args, cfg.metrics_port, replicas, grace)
 
 
 def _loopback(url: str) -> bool:
