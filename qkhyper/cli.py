@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__, api
+from . import export as exporter
 from .config import Settings, load_settings
 from .config.hypercorn_values import LOG_LEVELS
 from .config.import_target import import_target, target_settings
@@ -25,6 +26,7 @@ from .config.model import ACCESS_LOG_FORMATS, BACKENDS, LOG_FORMATS, WORKER_CLAS
 from .config.workers import web_concurrency
 from .control import commands
 from .errors import QkhyperError, UsageError
+from .export import DEFAULT_IMAGE
 from .jsonlog import dumps, plain_fields
 from .logs import SUPERVISOR_LABEL
 from .supervisor.plan import Selection
@@ -202,6 +204,34 @@ def _add_gateway(sub: Any) -> None:
     parser.set_defaults(command="gateway")
 
 
+def _add_export(sub: Any) -> None:
+    text = "write deployment files for kubernetes, compose or systemd, generated from the config"
+    parser = sub.add_parser("export", help=text, description=text, epilog=EPILOG)
+    parser.add_argument("target", metavar="TARGET", help="kubernetes, compose or systemd")
+    parser.add_argument("--out", metavar="DIR", help="folder to write to (default: deploy/TARGET)")
+    parser.add_argument("--image", default=DEFAULT_IMAGE, help=f"container image to run (default: {DEFAULT_IMAGE})")
+    parser.add_argument(
+        "--replicas",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="APP=N",
+        help="copies of an app (or gateway, static) to run (default: 2 each)",
+    )
+    parser.add_argument("--ingress", metavar="CLASS", help="kubernetes: also write Ingresses for CLASS (nginx)")
+    _common(parser)
+    parser.set_defaults(command="export")
+
+
+def export(args: argparse.Namespace, settings: Settings) -> int:
+    """`qkhyper export`: build the files, write them, list them."""
+    files = exporter.build(settings, args.target, image=args.image, replicas=args.replicas, ingress=args.ingress or "")
+    folder = Path(args.out or f"deploy/{args.target}")
+    for path in exporter.write_files(folder, files):
+        print(path)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="qkhyper", description="Run a handful of ASGI apps, supervised, behind one gateway.", epilog=EPILOG
@@ -222,6 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--debug", action="store_true", help="show tracebacks of errors (default: off)")
     init.set_defaults(command="init")
     _add_control(sub)
+    _add_export(sub)
     for parser_ in sub.choices.values():  # so an unknown flag is reported with that command's usage
         parser_.set_defaults(parser=parser_)
     return parser
@@ -359,6 +390,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         return api.check(settings)
     if args.command in CONTROL_COMMANDS:
         return control(args, settings)
+    if args.command == "export":
+        return export(args, settings)
     reread = lambda: load(args)  # noqa: E731 - how `qkhyper reload` re-reads, with this command line's overrides
     count = workers(args)
     if args.command == "gateway":
