@@ -13,7 +13,6 @@ path is a 404 JSON body.
 
 from __future__ import annotations
 
-import errno
 import json
 import socket
 from collections.abc import Awaitable, Callable, Iterator
@@ -25,7 +24,7 @@ import trio
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from ..config.model import Address
-from ..errors import ConfigError
+from ..supervisor.sockets import bind_socket
 from . import health
 from .collector import SupervisorCollector, exposition, make_registry
 from .store import MetricsStore
@@ -191,22 +190,7 @@ def bind_metrics(address: Address) -> socket.socket:
     Raises:
         ConfigError: one line, when the port is taken or the host cannot be bound.
     """
-    host, port = address
-    try:
-        family, _, _, _, where = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
-    except socket.gaierror as exc:
-        raise ConfigError(f"metrics: cannot resolve metrics_host {host!r}: {exc.strerror}") from None
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(where)
-        sock.listen(64)
-    except OSError as exc:
-        sock.close()
-        if exc.errno == errno.EADDRINUSE:
-            raise ConfigError(f"metrics: port {port} on {host} is already in use (metrics_port)") from None
-        raise ConfigError(f"metrics: cannot listen on {host}:{port}: {exc.strerror}") from None
-    return sock
+    return bind_socket(*address, "metrics", 64, inheritable=False)
 
 
 @contextmanager

@@ -23,16 +23,19 @@ from .plan import Unit
 from .unixsock import BoundFile, bind_unix
 
 
-def bind_socket(host: str, port: int, label: str, backlog: int) -> socket.socket:
+def bind_socket(host: str, port: int, subject: str, backlog: int, *, inheritable: bool = True) -> socket.socket:
     """Bind and listen on `host:port` (port 0 picks a free one).
 
+    `subject` starts the error line (`app 'users'`, `metrics`); `inheritable`
+    False keeps the socket from the workers (the supervisor's own listeners).
+
     Raises:
-        ConfigError: naming the app and port when the address is taken or invalid.
+        ConfigError: naming the subject and port when the address is taken or invalid.
     """
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:
-        raise ConfigError(f"app {label!r}: cannot resolve host {host!r}: {exc.strerror}") from None
+        raise ConfigError(f"{subject}: cannot resolve host {host!r}: {exc.strerror}") from None
     family, _, _, _, address = infos[0]
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
@@ -43,9 +46,9 @@ def bind_socket(host: str, port: int, label: str, backlog: int) -> socket.socket
     except OSError as exc:
         sock.close()
         if exc.errno == errno.EADDRINUSE:
-            raise ConfigError(f"app {label!r}: port {port} on {host} is already in use") from None
-        raise ConfigError(f"app {label!r}: cannot listen on {host}:{port}: {exc.strerror}") from None
-    sock.set_inheritable(True)
+            raise ConfigError(f"{subject}: port {port} on {host} is already in use") from None
+        raise ConfigError(f"{subject}: cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.set_inheritable(inheritable)
     return sock
 
 
@@ -67,7 +70,7 @@ def bound_sockets(units: list[Unit], passed: Mapping[str, int] | None = None) ->
                 sockets[unit.label], file = bind_unix(unit.unix, unit.label, backlog)
                 files.append(file)
             else:
-                sockets[unit.label] = bind_socket(unit.host, unit.port, unit.label, backlog)
+                sockets[unit.label] = bind_socket(unit.host, unit.port, f"app {unit.label!r}", backlog)
         yield sockets
     finally:
         for sock in sockets.values():
