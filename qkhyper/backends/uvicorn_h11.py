@@ -72,8 +72,8 @@ class EdgeH11Protocol(H11Protocol):
         self.head_clock.stop()
 
     def _head_timed_out(self, saw_bytes: bool) -> None:
-        if self.transport.is_closing():
-            return
+        if self.transport.is_closing() or self.transport.get_protocol() is not self:
+            return  # closed, or switched to a WebSocket: no longer this protocol's to close
         if saw_bytes:
             self.transport.write(REQUEST_TIMEOUT)
         self.transport.close()

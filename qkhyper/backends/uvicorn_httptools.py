@@ -102,7 +102,8 @@ class EdgeHttpToolsProtocol(HttpToolsProtocol):
         super().on_message_complete()
         self.head_bytes = 0
         self.head_begun = False
-        self._wait_for_head()
+        if not self.parser.should_upgrade():  # a WebSocket's connection is about to change hands
+            self._wait_for_head()
 
     def on_response_complete(self) -> None:
         super().on_response_complete()  # arms uvicorn's keep-alive timer, or starts a pipelined request
@@ -127,8 +128,8 @@ class EdgeHttpToolsProtocol(HttpToolsProtocol):
         self.transport.close()
 
     def _head_timed_out(self, saw_bytes: bool) -> None:
-        if self.transport.is_closing():
-            return
+        if self.transport.is_closing() or self.transport.get_protocol() is not self:
+            return  # closed, or switched to a WebSocket: no longer this protocol's to close
         if saw_bytes:
             self.transport.write(REQUEST_TIMEOUT)
         self.transport.close()

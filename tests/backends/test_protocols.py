@@ -16,7 +16,16 @@ from uvicorn.protocols.http.h11_impl import H11Protocol as UvicornH11
 from qkhyper.backends.uvicorn_h11 import EdgeH11Protocol
 from qkhyper.backends.uvicorn_httptools import EdgeHttpToolsProtocol
 from qkhyper.config.model import EdgeLimits
-from tests.backends.harness import CL_TE, H2C, body_of, head_of_size, hypercorn_exchange, statuses, uvicorn_exchange
+from tests.backends.harness import (
+    CL_TE,
+    H2C,
+    body_of,
+    head_of_size,
+    hypercorn_exchange,
+    statuses,
+    uvicorn_exchange,
+    uvicorn_protocol,
+)
 
 PROTOCOLS = ["hypercorn", "httptools", "h11"]
 SMALL = EdgeLimits(max_header_size=1024, header_timeout=0.05)
@@ -118,3 +127,30 @@ def test_header_timeout_restarts_after_each_response(protocol: str) -> None:
 
 def test_uvicorn_h11_base_is_uvicorns() -> None:
     assert issubclass(EdgeH11Protocol, UvicornH11)
+
+
+WEBSOCKET_UPGRADE = (
+    b"GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+)
+
+
+@pytest.mark.parametrize("protocol", ["httptools", "h11"])
+def test_a_websocket_upgrade_leaves_no_header_clock_behind(protocol: str) -> None:
+    """After the switch the connection is the WebSocket protocol's: the HTTP protocol's clock must not close it.
+
+    It did on uvicorn's httptools protocol: the upgrade request's end started the
+    wait for a next head, and `header_timeout` (10 s) later every WebSocket was
+    cut (found by the bench's 5,000-WebSocket row).
+    """
+
+    async def upgrade() -> tuple[bool, bool]:
+        base = EdgeHttpToolsProtocol if protocol == "httptools" else EdgeH11Protocol
+        http, transport = uvicorn_protocol(base, SMALL)
+        http.data_received(WEBSOCKET_UPGRADE)
+        switched = transport.get_protocol() is not http
+        clock = http.head_clock  # type: ignore[attr-defined]
+        return switched, clock.waiting or clock.handle is not None
+
+    switched, clock_running = asyncio.run(upgrade())
+    assert switched and not clock_running

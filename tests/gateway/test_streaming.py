@@ -89,6 +89,27 @@ def test_websocket_proxy(stack: StackFactory, backend: str) -> None:
     assert (info.value.rcvd.code, info.value.rcvd.reason) == (4002, "bye")
 
 
+@pytest.mark.parametrize("backend", ["hypercorn", "uvicorn"])
+def test_a_websocket_outlives_the_header_timeout(stack: StackFactory, backend: str) -> None:
+    """The header clock is for heads: once a connection is a WebSocket, no header_timeout may end it.
+
+    On the uvicorn backend it did, 10 s after the handshake, for every
+    WebSocket (found by the bench's 5,000-WebSocket row). Here the timeout is
+    1 s and the session goes on past it; time passing is what is tested.
+    """
+    s = stack(("--backend", backend), qkhyper="header_timeout = 1")
+    with connect(f"ws://127.0.0.1:{s.port}/up/ws") as ws:
+        opened = time.monotonic()
+        ws.send("before")
+        assert ws.recv(timeout=10) == "before"
+        while time.monotonic() - opened < 2.0:  # twice the header timeout, on both legs
+            ws.send("during")
+            assert ws.recv(timeout=10) == "during"
+            time.sleep(0.25)
+        ws.send("after")
+        assert ws.recv(timeout=10) == "after"
+
+
 def test_websocket_client_close_code_reaches_upstream(stack: StackFactory, project: Path) -> None:
     # uvicorn on both sides: Hypercorn hands every client close to the app as 1006.
     log = project / "events.log"
