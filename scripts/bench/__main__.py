@@ -376,7 +376,7 @@ def run_row(row: Row, workdir: Path, args: argparse.Namespace) -> Result:
     res.qkhyper_p99_ms, res.reference_p99_ms = qk.p99_ms, ref.p99_ms
     ours, theirs = (qk.mbps, ref.mbps) if row.metric == "mbps" else (qk.rps, ref.rps)
     res.ratio = round(ours / theirs, 3) if theirs else None
-    res.passed = res.ratio is not None and res.ratio >= row.target
+    res.passed = res.ratio is not None and row.target is not None and res.ratio >= row.target
     return res
 
 
@@ -447,7 +447,7 @@ def print_table(results: list[Result]) -> None:
         return "-" if value is None else format(value, fmt)
 
     head = ("row", "qkhyper", "reference", "unit", "ratio", "target", "result", "qk p99 ms", "ref p99 ms")
-    lines = [head]
+    lines: list[tuple[str, ...]] = [head]
     for r in results:
         if r.metric in KINDS:
             continue
@@ -459,9 +459,9 @@ def print_table(results: list[Result]) -> None:
         lines.append((r.name, *rates, verdict, num(r.qkhyper_p99_ms, ".2f"), num(r.reference_p99_ms, ".2f")))
     if len(lines) > 1:
         print_columns(lines)
-    scale_head = ("scale row", "conns", "qk held", "ref held", "qk lost", "ref lost")
+    scale_head: tuple[str, ...] = ("scale row", "conns", "qk held", "ref held", "qk lost", "ref lost")
     scale_head += ("qk p99 ms", "ref p99 ms", "qk KB/conn", "ref KB/conn", "result", "notes")
-    scale_lines = [scale_head]
+    scale_lines: list[tuple[str, ...]] = [scale_head]
     for r in results:
         if r.metric not in KINDS:
             continue

@@ -319,7 +319,8 @@ class WSClient(asyncio.Protocol):
         self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.buf = bytearray()
         self.transport: asyncio.Transport | None = None
-        self.upgraded = self.closed = False
+        self.upgraded = self.closed = self.closing = False
+        self.since = 0.0  # when the handshake completed
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not an asyncio.Transport subclass
@@ -340,6 +341,7 @@ class WSClient(asyncio.Protocol):
                 self.fail(f"handshake status {status}")
                 return
             self.upgraded = True
+            self.since = time.monotonic()
             if not self.ready.done():
                 self.ready.set_result(None)
         now = time.perf_counter_ns()
@@ -361,6 +363,9 @@ class WSClient(asyncio.Protocol):
             self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.upgraded and not self.closed and not self.closing:
+            # Grouped by lifetime in the notes: every socket dropped after the same time points at a timer.
+            self.out.error(f"dropped without a close frame {time.monotonic() - self.since:.0f} s after the handshake")
         self.closed = True
         if not self.ready.done():
             self.ready.set_exception(ConnectionError("closed during the handshake"))
@@ -370,6 +375,7 @@ class WSClient(asyncio.Protocol):
             self.transport.write(ws_frame(b"%d %d" % (seq, time.perf_counter_ns())))
 
     def close(self) -> None:
+        self.closing = True
         if self.transport is not None and not self.closed:
             self.transport.write(ws_frame((1000).to_bytes(2, "big"), 0x8))
             self.transport.close()
