@@ -81,6 +81,7 @@ class Outcome:
     latencies_ms: list[float] = field(default_factory=list)
     rss_before_kb: int | None = None
     rss_after_kb: int | None = None
+    cpu_percent: float | None = None  # the server tree's CPU over the measured run, % of one core
     errors: Counter[str] = field(default_factory=Counter)
 
     @property
@@ -128,6 +129,22 @@ def tree_rss_kb(pid: int) -> int:
     return total // 1024
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and its living descendants: a server near 100 % of one core is
+    saturated, which explains long round trips better than a guess."""
+    total = 0.0
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0.0
+    for proc in procs:
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+            times = proc.cpu_times()
+            total += times.user + times.system
+    return total
+
+
 def verdict(scale: Scale, ours: Outcome) -> tuple[bool, list[str]]:
     """Pass when qkhyper held every connection and lost nothing, within the row's limits; the notes say what missed."""
     misses = []
@@ -157,6 +174,8 @@ def result_fields(scale: Scale, ours: Outcome, reference: Outcome, notes: list[s
     """The Result fields of a scale row (ratio and target stay None: these rows pass on absolute limits)."""
     passed, misses = verdict(scale, ours)
     extra = [note for note in (errors_note("qkhyper", ours), errors_note("reference", reference)) if note]
+    if ours.cpu_percent is not None and reference.cpu_percent is not None:
+        notes = [*notes, f"CPU qkhyper {ours.cpu_percent:.0f} %, nginx {reference.cpu_percent:.0f} % of a core"]
     ref_p99, ours_p99 = p99(reference.latencies_ms), p99(ours.latencies_ms)
     return {
         "passed": passed,
@@ -578,7 +597,10 @@ def measure_side(scale: Scale, url: str, pid: int) -> Outcome:
         await RUNNERS[scale.kind](warm, host, int(port), path, rss)
         await asyncio.sleep(0.5)
         budget = OPEN_DEADLINE + scale.seconds + DRAIN_SECONDS + 2 * OPEN_TIMEOUT
-        return await asyncio.wait_for(RUNNERS[scale.kind](scale, host, int(port), path, rss), budget)
+        cpu, since = tree_cpu_seconds(pid), time.monotonic()
+        out: Outcome = await asyncio.wait_for(RUNNERS[scale.kind](scale, host, int(port), path, rss), budget)
+        out.cpu_percent = round(100 * (tree_cpu_seconds(pid) - cpu) / (time.monotonic() - since), 1)
+        return out
 
     with asyncio.Runner(loop_factory=factory) as runner:
         return runner.run(main())
