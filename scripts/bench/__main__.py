@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import datetime
 import json
 import os
@@ -28,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from scale import FD_MARGIN, KINDS, Scale, measure_side, raise_nofile, result_fields
 
 HERE = Path(__file__).resolve().parent
 HEADER = """\
@@ -55,7 +57,7 @@ worker_class = "uvloop"
 root = "www"
 """
 # Copied next to the config: the servers run with the work folder as cwd.
-SCRIPTS = ("hello.py", "aiohttp_static.py", "nginx_server.py", "aiohttp_gateway.py")
+SCRIPTS = ("hello.py", "aiohttp_static.py", "nginx_server.py", "aiohttp_gateway.py", "scale_apps.py")
 UVICORN_QUIET = ("--no-access-log", "--log-level", "warning")
 READY_TIMEOUT, STOP_TIMEOUT, WARMUP_SECONDS = 30.0, 10.0, 2
 
@@ -75,13 +77,14 @@ class Row:
     name: str
     qkhyper: Side
     reference: Side
-    target: float
+    target: float | None  # None: a scale row, which passes on absolute limits instead of a ratio
     config: str = CONFIG  # written as hypercorn.toml next to hello.py
     setup: Callable[[Path], None] | None = None  # prepares the work folder (files, tools) before both sides
     connections: int | None = None  # overrides --connections (big bodies need fewer)
     metric: str = "rps"  # what the ratio compares: "rps" (Requests/sec) or "mbps" (wrk's Transfer/sec)
     # A server both sides proxy to, started first on its own free port ({upstream} in argv and config).
     upstream: Side | None = None
+    scale: Scale | None = None  # a scale row: loaded by scale.py's clients instead of wrk (run_scale_row)
 
 
 def static_files(workdir: Path) -> None:
@@ -100,6 +103,11 @@ def static_files(workdir: Path) -> None:
 def nginx_files(workdir: Path) -> None:
     """`static_files`, plus nginx itself (apt-get, as for wrk) before any server starts."""
     static_files(workdir)
+    ensure_nginx(workdir)
+
+
+def ensure_nginx(workdir: Path) -> None:
+    """nginx itself (apt-get, as for wrk) before any server starts."""
     if not shutil.which("nginx"):
         install = "apt-get update -qq && apt-get install -y -qq nginx-light"
         subprocess.run(install, shell=True, check=False, stdout=sys.stderr)  # stdout is the report
@@ -157,6 +165,35 @@ ROWS = [
     Row("static-50m", Side(QK_STATIC, BIG), Side(AIOHTTP_STATIC, BIG), 1.0, **STATIC, **BIG_BODY),
     Row("static-50m-uvicorn", Side(QK_STATIC_UVICORN, BIG), Side(AIOHTTP_STATIC, BIG), 1.0, **STATIC, **BIG_BODY),
 ]
+# Scale rows (SPEC section 7, "gateway at scale"): one gateway worker (uvicorn backend) against one nginx
+# worker, both proxying to the same raw-ASGI upstream (scale_apps.py); pass/fail on absolute limits.
+SCALE_UPSTREAM = Side(("{py}", "-m", "uvicorn", "scale_apps:app", "--port", "{port}", *UVICORN_QUIET))
+# The idle row opens 10k connections, leaves them idle, then asks on each again: the gateway's keep-alive and
+# header clocks (5 s and 10 s by default) would close them before that, so both are 120 s here, as nginx's.
+IDLE_CONFIG = "keep_alive_timeout = 120\n" + HEADER + "header_timeout = 120.0\n" + hello_app(port="{upstream}")
+NGINX_SCALE = (*NGINX_GATEWAY, "--worker-connections", "16384")
+SCALE: dict[str, Any] = {"upstream": SCALE_UPSTREAM, "setup": lambda workdir: ensure_nginx(workdir)}
+SCALE_SIZES = {"idle": Scale("idle", 10_000, 5.0), "ws": Scale("ws", 5_000, 15.0, rss_limit_kb=50)}
+SCALE_SIZES["sse"] = Scale("sse", 2_000, 15.0, p99_limit_ms=100)
+NGINX_SCALE_SIDES = {
+    "idle": Side((*NGINX_SCALE, "--keepalive-timeout", "120")),
+    "ws": Side((*NGINX_SCALE, "--websocket")),
+    "sse": Side((*NGINX_SCALE, "--no-buffering")),
+}
+# scale-idle, scale-ws, scale-sse: the uvicorn backend (the faster one); the -hypercorn rows: the default backend.
+ROWS += [
+    Row(
+        f"scale-{kind}{suffix}",
+        Side((*gateway, "--workers", "1"), "/hello/"),
+        NGINX_SCALE_SIDES[kind],
+        None,
+        config=IDLE_CONFIG if kind == "idle" else GATEWAY_CONFIG,
+        scale=SCALE_SIZES[kind],
+        **SCALE,
+    )
+    for suffix, gateway in (("", QK_GATEWAY_UVICORN), ("-hypercorn", QK_GATEWAY))
+    for kind in KINDS
+]
 
 
 @dataclass
@@ -174,8 +211,8 @@ class Result:
     """One report row; the numbers stay None when the row errored."""
 
     name: str
-    target: float
-    metric: str = "rps"
+    target: float | None  # None for the scale rows (they pass on absolute limits, see scale.verdict)
+    metric: str = "rps"  # "rps", "mbps", or a scale row's kind: "idle", "ws", "sse"
     qkhyper_rps: float | None = None
     reference_rps: float | None = None
     qkhyper_mbps: float | None = None
@@ -185,6 +222,16 @@ class Result:
     qkhyper_p99_ms: float | None = None
     reference_p99_ms: float | None = None
     error: str | None = None
+    # Scale rows only; p99 above is then the second request's (idle), the echo's round trip (ws) or the
+    # event's delivery delay (sse).
+    connections: int | None = None  # asked for
+    qkhyper_connections: int | None = None  # held at once
+    reference_connections: int | None = None
+    qkhyper_lost: int | None = None  # answers, echoes or events that did not come back
+    reference_lost: int | None = None
+    qkhyper_rss_kb_per_conn: float | None = None  # the server's process tree, both legs of a proxied connection
+    reference_rss_kb_per_conn: float | None = None
+    notes: str | None = None
 
 
 class BenchError(Exception):
@@ -261,6 +308,15 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 @contextlib.contextmanager
 def running(side: Side, label: str, workdir: Path, row: Row, upstream: int = 0) -> Iterator[str]:
     """A started, ready server for `side`; yields its URL and always stops it."""
+    with started(side, label, workdir, row, upstream) as (url, _):
+        yield url
+
+
+@contextlib.contextmanager
+def started(
+    side: Side, label: str, workdir: Path, row: Row, upstream: int = 0
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`running`, also yielding the process (the scale rows measure the RSS of its tree)."""
     port = free_port()
     fill = {
         "py": sys.executable,
@@ -278,7 +334,7 @@ def running(side: Side, label: str, workdir: Path, row: Row, upstream: int = 0) 
         proc = subprocess.Popen(argv, cwd=workdir, stdout=log, stderr=log, start_new_session=True)
         try:
             wait_ready(proc, url)
-            yield url
+            yield url, proc
         except (BenchError, subprocess.TimeoutExpired) as exc:
             tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-20:])
             raise BenchError(f"{label}: {exc}\n--- {' '.join(argv)}\n{tail}") from exc
@@ -298,6 +354,8 @@ def measure(side: Side, label: str, workdir: Path, args: argparse.Namespace, row
 
 def run_row(row: Row, workdir: Path, args: argparse.Namespace) -> Result:
     """Reference first, then qkhyper, back to back so both see the same machine."""
+    if row.scale is not None:
+        return run_scale_row(row, row.scale, workdir, args)
     res = Result(row.name, row.target, row.metric)
     try:
         if row.setup is not None:
@@ -318,7 +376,57 @@ def run_row(row: Row, workdir: Path, args: argparse.Namespace) -> Result:
     res.qkhyper_p99_ms, res.reference_p99_ms = qk.p99_ms, ref.p99_ms
     ours, theirs = (qk.mbps, ref.mbps) if row.metric == "mbps" else (qk.rps, ref.rps)
     res.ratio = round(ours / theirs, 3) if theirs else None
-    res.passed = res.ratio is not None and res.ratio >= row.target
+    res.passed = res.ratio is not None and row.target is not None and res.ratio >= row.target
+    return res
+
+
+def log_tail(workdir: Path, label: str, lines: int = 20) -> str:
+    path = workdir / f"{label}.log"
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
+
+
+def run_scale_row(row: Row, scale: Scale, workdir: Path, args: argparse.Namespace) -> Result:
+    """Reference first, then qkhyper, each loaded by scale.py's clients, with one upstream for both.
+
+    The file-descriptor limit is raised to the hard one first (the servers inherit it); when even
+    that is short of what the row needs, the row runs as many connections as fit and says so.
+    """
+    notes = [] if args.scale_factor == 1 else [f"--scale-factor {args.scale_factor:g}"]
+    size = max(10, round(scale.connections * args.scale_factor))
+    scale = dataclasses.replace(scale, connections=size)
+    nofile = raise_nofile()
+    short = nofile < scale.fds_needed()
+    if short:
+        fit = (nofile - FD_MARGIN) // (1 if scale.kind == "idle" else 2)
+        notes.append(f"RLIMIT_NOFILE hard limit {nofile} < {scale.fds_needed()} needed: ran {fit} connections")
+        scale = dataclasses.replace(scale, connections=fit)
+    backend = "uvicorn" if "uvicorn" in row.qkhyper.argv else "hypercorn"
+    notes.append(f"qkhyper: gateway, 1 worker, {backend} backend; nginx: 1 worker")
+    res = Result(row.name, None, scale.kind, connections=size)
+    try:
+        if row.setup is not None:
+            row.setup(workdir)
+        with contextlib.ExitStack() as stack:
+            assert row.upstream is not None
+            url = stack.enter_context(running(row.upstream, f"{row.name}-upstream", workdir, row))
+            upstream = int(url.split(":")[2].split("/")[0])
+            outcomes = []
+            for side, label in ((row.reference, "reference"), (row.qkhyper, "qkhyper")):
+                with started(side, f"{row.name}-{label}", workdir, row, upstream) as (url, proc):
+                    try:
+                        outcomes.append(measure_side(scale, url, proc.pid))
+                    except (TimeoutError, OSError) as exc:
+                        raise BenchError(f"client: {type(exc).__name__}: {exc}") from exc
+    except BenchError as exc:
+        res.error = str(exc)
+        print(f"bench: {row.name}: ERROR\n{exc}", file=sys.stderr)
+        return res
+    for key, value in result_fields(scale, outcomes[1], outcomes[0], notes).items():
+        setattr(res, key, value)
+    res.passed = bool(res.passed) and not short
+    if not res.passed:
+        print(f"bench: {row.name}: FAIL: {res.notes}", file=sys.stderr)
+        print(f"--- {row.name}-qkhyper.log (last lines)\n{log_tail(workdir, f'{row.name}-qkhyper')}", file=sys.stderr)
     return res
 
 
@@ -339,17 +447,44 @@ def print_table(results: list[Result]) -> None:
         return "-" if value is None else format(value, fmt)
 
     head = ("row", "qkhyper", "reference", "unit", "ratio", "target", "result", "qk p99 ms", "ref p99 ms")
-    lines = [head]
+    lines: list[tuple[str, ...]] = [head]
     for r in results:
+        if r.metric in KINDS:
+            continue
         verdict = "ERROR" if r.error else ("pass" if r.passed else "FAIL")
         mbps = r.metric == "mbps"
         ours, theirs = (r.qkhyper_mbps, r.reference_mbps) if mbps else (r.qkhyper_rps, r.reference_rps)
         unit = "MB/s" if mbps else "req/s"
         rates = (num(ours, ".0f"), num(theirs, ".0f"), unit, num(r.ratio, ".3f"), f">= {r.target}")
         lines.append((r.name, *rates, verdict, num(r.qkhyper_p99_ms, ".2f"), num(r.reference_p99_ms, ".2f")))
-    widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
+    if len(lines) > 1:
+        print_columns(lines)
+    scale_head: tuple[str, ...] = ("scale row", "conns", "qk held", "ref held", "qk lost", "ref lost")
+    scale_head += ("qk p99 ms", "ref p99 ms", "qk KB/conn", "ref KB/conn", "result", "notes")
+    scale_lines: list[tuple[str, ...]] = [scale_head]
+    for r in results:
+        if r.metric not in KINDS:
+            continue
+        verdict = "ERROR" if r.error else ("pass" if r.passed else "FAIL")
+        counts = (r.connections, r.qkhyper_connections, r.reference_connections, r.qkhyper_lost, r.reference_lost)
+        p99s = (num(r.qkhyper_p99_ms, ".1f"), num(r.reference_p99_ms, ".1f"))
+        rss = (num(r.qkhyper_rss_kb_per_conn, ".1f"), num(r.reference_rss_kb_per_conn, ".1f"))
+        notes = r.notes or (r.error.splitlines()[0] if r.error else "")
+        scale_lines.append((r.name, *("-" if c is None else str(c) for c in counts), *p99s, *rss, verdict, notes))
+    if len(scale_lines) > 1:
+        if len(lines) > 1:
+            print()
+        print_columns(scale_lines)
+
+
+def print_columns(lines: list[tuple[str, ...]]) -> None:
+    """First column left-aligned, the last (when it is notes) unpadded, the rest right-aligned."""
+    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
     for line in lines:
-        print("  ".join([line[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(line[1:], widths[1:], strict=True)]))
+        cells = [line[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(line[1:], widths[1:], strict=True)]
+        if lines[0][-1] == "notes":
+            cells[-1] = line[-1]
+        print("  ".join(cells).rstrip())
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -363,7 +498,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--chart-from", type=Path, metavar="JSON", help="only chart this report; runs no row")
     docs = HERE.parent.parent / "docs"
     parser.add_argument("--chart-dir", type=Path, default=docs, metavar="DIR", help="chart folder (default: docs/)")
+    parser.add_argument(
+        "--scale-factor",
+        type=float,
+        default=1.0,
+        metavar="F",
+        help="scale rows: connections times F, for quick runs while developing (default: 1)",
+    )
     args = parser.parse_args(argv)
+    if not 0 < args.scale_factor <= 1:
+        parser.error("need 0 < --scale-factor <= 1")
     if args.duration < 1 or args.connections < args.threads or args.threads < 1:
         parser.error("need --duration >= 1 and 1 <= --threads <= --connections")
     args.rows = [row for row in ROWS if not args.only or any(s in row.name for s in args.only)]
