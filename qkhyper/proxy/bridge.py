@@ -32,6 +32,7 @@ from ..asgi.types import Receive, Send
 from .accesslog import SessionLine
 from .backend import NetworkStream
 from .connection import READ_SIZE
+from .deadline import SendDeadline
 from .protocol import (
     log_extra,
     log_request_id,
@@ -57,6 +58,13 @@ class _Stuck(Exception):
         self.upstream = upstream
 
 
+def _stuck(deadline: SendDeadline) -> _Stuck | None:
+    """Why a direction ended, if its send deadline ended it."""
+    if not deadline.expired:
+        return None
+    return _Stuck(deadline.peer == "upstream", f"the {deadline.peer} took nothing for {deadline.timeout:g} s")
+
+
 class Bridge:
     """The open session: client messages go upstream, upstream messages come back, until one side closes.
 
@@ -80,7 +88,7 @@ class Bridge:
         self.stream = stream
         self.ws = ws
         self.max_message = max_message
-        self.send_timeout = send_timeout or math.inf
+        self.send_timeout = send_timeout
         self.line = line  # its access line: the message bytes either way are added to it
         self.tag = log_request_id(line.request_id)  # ends the session's log lines: ` request_id=...`
         self.extra = log_extra(line.request_id)  # and is their `request_id` field in JSON
@@ -93,22 +101,28 @@ class Bridge:
 
             async def client_to_upstream() -> None:
                 nonlocal stuck
-                try:
-                    await self._client_to_upstream()
-                    with anyio.move_on_after(CLOSE_TIMEOUT):  # let the upstream answer the close
-                        await upstream_done.wait()
-                except _Stuck as exc:
-                    stuck = exc
+                deadline = SendDeadline(self.send_timeout)
+                with deadline.scope:
+                    try:
+                        await self._client_to_upstream(deadline)
+                        with anyio.move_on_after(CLOSE_TIMEOUT):  # let the upstream answer the close
+                            await upstream_done.wait()
+                    except _Stuck as exc:
+                        stuck = exc
+                stuck = stuck or _stuck(deadline)
                 group.cancel_scope.cancel()
 
             async def upstream_to_client() -> None:
                 nonlocal stuck
-                try:
-                    code, reason = await self._upstream_to_client()
-                    upstream_done.set()
-                    await self._to_client({"type": "websocket.close", "code": code, "reason": reason})
-                except _Stuck as exc:
-                    stuck = exc
+                deadline = SendDeadline(self.send_timeout)
+                with deadline.scope:
+                    try:
+                        code, reason = await self._upstream_to_client(deadline)
+                        upstream_done.set()
+                        await self._to_client({"type": "websocket.close", "code": code, "reason": reason}, deadline)
+                    except _Stuck as exc:
+                        stuck = exc
+                stuck = stuck or _stuck(deadline)
                 group.cancel_scope.cancel()
 
             group.start_soon(client_to_upstream)
@@ -119,37 +133,39 @@ class Bridge:
     async def _end_stuck(self, stuck: _Stuck) -> None:
         log.warning("websocket: %s; closing the session%s", stuck, self.tag, extra=self.extra)
         with anyio.move_on_after(CLOSE_TIMEOUT):
+            unbounded = SendDeadline(math.inf)  # CLOSE_TIMEOUT bounds it
             if stuck.upstream:
-                await self._to_client({"type": "websocket.close", "code": 1011, "reason": "upstream not reading"})
+                message: AsgiMessage = {"type": "websocket.close", "code": 1011, "reason": "upstream not reading"}
+                await self._to_client(message, unbounded)
             else:
-                await self._send_upstream(CloseConnection(code=1001, reason="client not reading"))
+                await self._send_upstream(CloseConnection(code=1001, reason="client not reading"), unbounded)
 
-    async def _client_to_upstream(self) -> None:
+    async def _client_to_upstream(self, deadline: SendDeadline) -> None:
         while True:
             message = await self.receive()
             if message["type"] == "websocket.disconnect":
                 self.client_gone = True
                 code = wire_code(message.get("code"))
-                await self._send_upstream(CloseConnection(code=code, reason=message.get("reason") or ""))
+                await self._send_upstream(CloseConnection(code=code, reason=message.get("reason") or ""), deadline)
                 return
             text, data = message.get("text"), message.get("bytes")
             size = len(text.encode()) if text is not None else len(data or b"")
             if size > self.max_message:
-                await self._too_big()
+                await self._too_big(deadline)
                 return
             if text is not None:
-                await self._send_upstream(TextMessage(data=text))
+                await self._send_upstream(TextMessage(data=text), deadline)
             elif data is not None:
-                await self._send_upstream(BytesMessage(data=data))
+                await self._send_upstream(BytesMessage(data=data), deadline)
             self.line.received += size
 
-    async def _too_big(self) -> None:
+    async def _too_big(self, deadline: SendDeadline) -> None:
         reason = f"message over {self.max_message} bytes"
-        await self._send_upstream(CloseConnection(code=MESSAGE_TOO_BIG, reason=reason))
-        await self._to_client({"type": "websocket.close", "code": MESSAGE_TOO_BIG, "reason": reason})
+        await self._send_upstream(CloseConnection(code=MESSAGE_TOO_BIG, reason=reason), deadline)
+        await self._to_client({"type": "websocket.close", "code": MESSAGE_TOO_BIG, "reason": reason}, deadline)
         self.client_gone = True
 
-    async def _upstream_to_client(self) -> tuple[int, str]:
+    async def _upstream_to_client(self, deadline: SendDeadline) -> tuple[int, str]:
         """Relay upstream messages until it closes; the close code and reason for the client."""
         parts: list[str | bytes] = []
         size = 0
@@ -161,16 +177,16 @@ class Bridge:
                         parts.append(event.data)
                         size += _size(event.data)
                         if size > self.max_message:
-                            await self._too_big()
+                            await self._too_big(deadline)
                             return MESSAGE_TOO_BIG, "message too big"
                         if event.message_finished:
-                            await self._deliver(parts, size)
+                            await self._deliver(parts, size, deadline)
                             parts, size = [], 0
                     elif isinstance(event, Ping):
-                        await self._send_upstream(event.response())
+                        await self._send_upstream(event.response(), deadline)
                     elif isinstance(event, CloseConnection):
                         if self.ws.state is ConnectionState.REMOTE_CLOSING:  # not the answer to our own close
-                            await self._send_upstream(event.response())
+                            await self._send_upstream(event.response(), deadline)
                         return wire_code(event.code), event.reason or ""
                 chunk = await self.stream.receive(READ_SIZE)
             except ConnectionError:
@@ -182,41 +198,40 @@ class Bridge:
                 return 1011, "upstream connection lost"
             self.ws.receive_data(chunk)
 
-    async def _deliver(self, parts: list[str | bytes], size: int) -> None:
+    async def _deliver(self, parts: list[str | bytes], size: int, deadline: SendDeadline) -> None:
         if isinstance(parts[0], str):
-            await self._to_client({"type": "websocket.send", "text": "".join(parts)})  # type: ignore[arg-type]
+            await self._to_client({"type": "websocket.send", "text": "".join(parts)}, deadline)  # type: ignore[arg-type]
         else:
-            await self._to_client({"type": "websocket.send", "bytes": b"".join(parts)})  # type: ignore[arg-type]
+            await self._to_client({"type": "websocket.send", "bytes": b"".join(parts)}, deadline)  # type: ignore[arg-type]
         if not self.client_gone:  # else it was not sent
             self.line.sent += size
 
-    async def _to_client(self, message: AsgiMessage) -> None:
-        """Send to the client within send_timeout; a client that has left takes nothing more."""
+    async def _to_client(self, message: AsgiMessage, deadline: SendDeadline) -> None:
+        """Send to the client within the deadline; a client that has left takes nothing more."""
         if self.client_gone:
             return
+        deadline.arm("client")
         try:
-            with anyio.fail_after(self.send_timeout):
-                await self.send(message)
-        except TimeoutError:
-            self.client_gone = True
-            raise _Stuck(False, f"the client took nothing for {self.send_timeout:g} s") from None
+            await self.send(message)
         except OSError:  # uvicorn's ClientDisconnected: the client left while we were sending
             self.client_gone = True
             raise _Stuck(False, "the client left") from None
+        finally:
+            deadline.disarm()
 
-    async def _send_upstream(self, event: Event) -> None:
+    async def _send_upstream(self, event: Event, deadline: SendDeadline) -> None:
         try:
             data = self.ws.send(event)
         except ProtocolError as exc:  # wsproto refuses to send after a close: nothing left to say
             log.debug("websocket: not sent upstream: %r%s", exc, self.tag, extra=self.extra)
             return
+        deadline.arm("upstream")
         try:
-            with anyio.fail_after(self.send_timeout):
-                await self.stream.send(data)
+            await self.stream.send(data)
         except ConnectionError:
             pass  # the upstream is gone; the other direction reports it
-        except TimeoutError:
-            raise _Stuck(True, f"the upstream took nothing for {self.send_timeout:g} s") from None
+        finally:
+            deadline.disarm()
 
 
 def _size(data: str | bytes) -> int:

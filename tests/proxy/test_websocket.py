@@ -245,6 +245,33 @@ async def test_an_upstream_that_stops_reading_ends_the_session() -> None:
     assert stream.closed and 20 <= trio.current_time() - start <= 22
 
 
+class Pausing(Client):
+    """Sends its scripted messages with `pause` seconds of silence before each one after the first."""
+
+    def __init__(self, messages: list[Message], pause: float) -> None:
+        super().__init__(messages)
+        self.pause = pause
+        self.first = True
+
+    async def receive(self) -> Message:
+        if not self.first:
+            await trio.sleep(self.pause)
+        self.first = False
+        return self.messages.pop(0)
+
+
+async def test_a_quiet_session_outlives_send_timeout_both_ways() -> None:
+    """send_timeout bounds a send under way, never the silence between messages (each way, 3x over)."""
+    stream = MockStream([lambda w: ws_accept(w, frame(0x1, b"one")), HANG])
+    core, _backend = make_core([stream], settings(send_timeout=20.0))
+    late: list[Message] = [{"type": "websocket.receive", "text": "hi"}, {"type": "websocket.receive", "text": "late"}]
+    client = Pausing([CONNECT, *late, {"type": "websocket.disconnect", "code": 1000}], pause=60.0)
+    await call(core, ws_scope(), client)
+    assert sent_of(client, "websocket.send") == [{"type": "websocket.send", "text": "one"}]
+    assert sent_of(client, "websocket.close") == []
+    assert client_frames(stream.written) == [(0x1, b"hi"), (0x1, b"late"), (0x8, struct.pack("!H", 1000))]
+
+
 class SlowClient(Client):
     async def send(self, message: Message) -> None:
         if message["type"] == "websocket.send":
