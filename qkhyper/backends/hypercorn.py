@@ -135,11 +135,15 @@ class AsyncioAlarm:
 
     def __init__(self, task_group: TaskGroup) -> None:
         self.task_group = task_group
+        self.loop = asyncio.get_running_loop()
         self.handle: asyncio.TimerHandle | None = None
 
     def set(self, timeout: float, ring: Callable[[], Awaitable[None]]) -> None:
         self.cancel()
-        self.handle = asyncio.get_running_loop().call_later(timeout, self.task_group.spawn, ring)
+        self.handle = self.loop.call_later(timeout, self.task_group.spawn, ring)
+
+    def now(self) -> float:
+        return self.loop.time()
 
     def cancel(self) -> None:
         if self.handle is not None:
@@ -172,6 +176,11 @@ class TrioAlarm:
         if self.scope is not None:
             self.scope.cancel()
             self.scope = None
+
+    def now(self) -> float:
+        import trio
+
+        return trio.current_time()
 
 
 def _graceful_asyncio_context() -> None:

@@ -12,7 +12,12 @@ worker process only (a worker serves one config). What the subclass changes:
   `header_timeout` runs from "waiting" (accepted, or a keep-alive cycle
   begun) until the head is complete: 408 and close if part of a head had
   arrived, a plain close if nothing had. The deadline is an `Alarm` (a timer
-  handle on asyncio), not a task per request.
+  handle on asyncio), not a task per request, and it is armed only when it
+  can matter: while no byte has arrived, Hypercorn's keep-alive clock runs,
+  and when that is not longer than `header_timeout` it closes the connection
+  first. So, as uvicorn's `HeadClock`, a head that arrives in one read costs
+  a clock reading, not a timer set and cancelled; a head in pieces arms the
+  alarm at its first byte for what is left of `header_timeout`.
 - **Head size and CL+TE.** `LimitedConnection` measures complete heads too
   (h11 alone checks only incomplete ones) and refuses Content-Length with
   Transfer-Encoding before any app runs.
@@ -46,6 +51,10 @@ class Alarm(Protocol):
     def set(self, timeout: float, ring: Callable[[], Awaitable[None]]) -> None: ...
 
     def cancel(self) -> None: ...
+
+    def now(self) -> float:
+        """The clock `timeout` counts on, in seconds."""
+        ...
 
 
 # Makes a connection's alarm in its task group; given by the worker class (asyncio or trio).
@@ -83,6 +92,11 @@ class EdgeH11Protocol(H11Protocol):
         self.alarm = self.edge.alarm(self.task_group)
         self.waiting = False  # for a request head, with the header timeout running
         self.head_started = False  # a byte of that head arrived
+        self.since = 0.0  # when the waiting began, on the alarm's clock
+        self.armed = False  # the alarm is set (else the keep-alive clock covers the wait)
+        # Hypercorn's keep-alive clock runs while nothing has arrived; not longer than the
+        # header timeout, it closes an idle connection first and the alarm can wait.
+        self.covered = self.config.keep_alive_timeout <= self.limits.header_timeout
         self.closed = False
 
     async def initiate(self) -> None:
@@ -103,6 +117,7 @@ class EdgeH11Protocol(H11Protocol):
             # stops the clock itself: telling it twice would cost a task stop per request.
             if b"\r\n\r\n" not in event.data:
                 await self.send(Updated(idle=False))
+                self._arm()  # the keep-alive clock stopped: from here the alarm bounds the head
         await super().handle(event)
 
     async def _check_protocol(self, event: h11.Request) -> None:
@@ -122,13 +137,23 @@ class EdgeH11Protocol(H11Protocol):
 
     def _start_waiting(self, head_started: bool) -> None:
         if not self.closed:
+            self._stop_waiting()
             self.waiting = True
             self.head_started = head_started
-            self.alarm.set(self.limits.header_timeout, self._head_timed_out)
+            self.since = self.alarm.now()
+            if head_started or not self.covered:
+                self._arm()
+
+    def _arm(self) -> None:
+        """Set the alarm for what is left of the header timeout since the waiting began."""
+        self.armed = True
+        left = self.since + self.limits.header_timeout - self.alarm.now()
+        self.alarm.set(max(left, 0.0), self._head_timed_out)
 
     def _stop_waiting(self) -> None:
-        if self.waiting:
-            self.waiting = False
+        self.waiting = False
+        if self.armed:
+            self.armed = False
             self.alarm.cancel()
 
     async def _head_timed_out(self) -> None:
