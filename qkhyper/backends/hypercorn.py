@@ -26,6 +26,8 @@ from .serverkeys import hypercorn_mapping
 if TYPE_CHECKING:
     from trio import CancelScope
 
+    from .hypercorn_h11 import EdgeH11Protocol
+
 log = logging.getLogger("qkhyper.backend")
 
 
@@ -135,11 +137,15 @@ class AsyncioAlarm:
 
     def __init__(self, task_group: TaskGroup) -> None:
         self.task_group = task_group
+        self.loop = asyncio.get_running_loop()
         self.handle: asyncio.TimerHandle | None = None
 
     def set(self, timeout: float, ring: Callable[[], Awaitable[None]]) -> None:
         self.cancel()
-        self.handle = asyncio.get_running_loop().call_later(timeout, self.task_group.spawn, ring)
+        self.handle = self.loop.call_later(timeout, self.task_group.spawn, ring)
+
+    def now(self) -> float:
+        return self.loop.time()
 
     def cancel(self) -> None:
         if self.handle is not None:
@@ -173,6 +179,11 @@ class TrioAlarm:
             self.scope.cancel()
             self.scope = None
 
+    def now(self) -> float:
+        import trio
+
+        return trio.current_time()
+
 
 def _graceful_asyncio_context() -> None:
     """Delay Hypercorn's idle-connection sweep until after it stopped accepting (see ACCEPT_GRACE).
@@ -186,8 +197,19 @@ def _graceful_asyncio_context() -> None:
     from hypercorn.asyncio.worker_context import EventWrapper, WorkerContext
 
     class DelayedEvent(EventWrapper):
+        def __init__(self) -> None:
+            super().__init__()
+            # Connections between requests whose keep-alive clock is an alarm (hypercorn_h11.IdleRegistry):
+            # Hypercorn's idle tasks end when the event is set; these are told.
+            self.idle: set[EdgeH11Protocol] = set()
+
         async def set(self) -> None:
-            asyncio.get_running_loop().call_later(ACCEPT_GRACE, self._event.set)
+            asyncio.get_running_loop().call_later(ACCEPT_GRACE, self._set_now)
+
+        def _set_now(self) -> None:
+            self._event.set()
+            for connection in list(self.idle):
+                connection.worker_stopping()
 
     class GracefulContext(WorkerContext):
         def __init__(self, max_requests: int | None) -> None:

@@ -12,7 +12,21 @@ worker process only (a worker serves one config). What the subclass changes:
   `header_timeout` runs from "waiting" (accepted, or a keep-alive cycle
   begun) until the head is complete: 408 and close if part of a head had
   arrived, a plain close if nothing had. The deadline is an `Alarm` (a timer
-  handle on asyncio), not a task per request.
+  handle on asyncio), not a task per request, and it is armed only when it
+  can matter: while no byte has arrived, Hypercorn's keep-alive clock runs,
+  and when that is not longer than `header_timeout` it closes the connection
+  first. So, as uvicorn's `HeadClock`, a head that arrives in one read costs
+  a clock reading, not a timer set and cancelled; a head in pieces arms the
+  alarm at its first byte for what is left of `header_timeout`.
+- **Keep-alive clock.** Hypercorn runs it as a task (`AsyncioSingleTask`),
+  cancelled at every request and started again after every response: about
+  12 % of a small static response's instructions. Where the worker's context
+  can close idle connections itself when the worker stops (qkhyper's
+  asyncio `DelayedEvent`, backends/hypercorn.py), it is an `Alarm` here
+  instead: a timer set after a response and cancelled at the next request,
+  closing the connection after `keep_alive_timeout` as Hypercorn's task does,
+  and at once when the worker stops. Hypercorn's own task still covers the
+  wait from accept to the first request; elsewhere (trio) it is unchanged.
 - **Head size and CL+TE.** `LimitedConnection` measures complete heads too
   (h11 alone checks only incomplete ones) and refuses Content-Length with
   Transfer-Encoding before any app runs.
@@ -27,7 +41,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, cast
 
 import h11
 import hypercorn.protocol
@@ -40,12 +54,24 @@ from .guards import require
 from .heads import REQUEST_TIMEOUT, LimitedConnection, require_h11
 
 
+class IdleRegistry(Protocol):
+    """A worker context's `terminated` event that closes the idle connections listed in `idle` when set."""
+
+    idle: set[EdgeH11Protocol]
+
+    def is_set(self) -> bool: ...
+
+
 class Alarm(Protocol):
     """A connection's one deadline: `set` (re)arms it to run `ring` after `timeout` seconds."""
 
     def set(self, timeout: float, ring: Callable[[], Awaitable[None]]) -> None: ...
 
     def cancel(self) -> None: ...
+
+    def now(self) -> float:
+        """The clock `timeout` counts on, in seconds."""
+        ...
 
 
 # Makes a connection's alarm in its task group; given by the worker class (asyncio or trio).
@@ -83,7 +109,21 @@ class EdgeH11Protocol(H11Protocol):
         self.alarm = self.edge.alarm(self.task_group)
         self.waiting = False  # for a request head, with the header timeout running
         self.head_started = False  # a byte of that head arrived
+        self.since = 0.0  # when the waiting began, on the alarm's clock
+        self.armed = False  # the alarm is set (else the keep-alive clock covers the wait)
+        # Hypercorn's keep-alive clock runs while nothing has arrived; not longer than the
+        # header timeout, it closes an idle connection first and the alarm can wait.
+        self.covered = self.config.keep_alive_timeout <= self.limits.header_timeout
         self.closed = False
+        self.server_send = self.send
+        self.registry: IdleRegistry | None = None
+        terminated = self.context.terminated
+        if isinstance(getattr(terminated, "idle", None), set):
+            self.registry = cast(IdleRegistry, terminated)
+            self.keep_alive = self.edge.alarm(self.task_group)
+            self.keep_alive_armed = False
+            self.server_idle = True  # Hypercorn's idle task, started at accept, runs until the first request
+            self.send = self._send
 
     async def initiate(self) -> None:
         await super().initiate()
@@ -94,6 +134,7 @@ class EdgeH11Protocol(H11Protocol):
             await super().handle(event)
             self.closed = True
             self._stop_waiting()
+            self._keep_alive_stop()
             return
         if type(event) is RawData and event.data and self.waiting and not self.head_started:
             self.head_started = True
@@ -103,6 +144,7 @@ class EdgeH11Protocol(H11Protocol):
             # stops the clock itself: telling it twice would cost a task stop per request.
             if b"\r\n\r\n" not in event.data:
                 await self.send(Updated(idle=False))
+                self._arm()  # the keep-alive clock stopped: from here the alarm bounds the head
         await super().handle(event)
 
     async def _check_protocol(self, event: h11.Request) -> None:
@@ -122,14 +164,67 @@ class EdgeH11Protocol(H11Protocol):
 
     def _start_waiting(self, head_started: bool) -> None:
         if not self.closed:
+            self._stop_waiting()
             self.waiting = True
             self.head_started = head_started
-            self.alarm.set(self.limits.header_timeout, self._head_timed_out)
+            self.since = self.alarm.now()
+            if head_started or not self.covered:
+                self._arm()
+
+    def _arm(self) -> None:
+        """Set the alarm for what is left of the header timeout since the waiting began."""
+        self.armed = True
+        left = self.since + self.limits.header_timeout - self.alarm.now()
+        self.alarm.set(max(left, 0.0), self._head_timed_out)
 
     def _stop_waiting(self) -> None:
-        if self.waiting:
-            self.waiting = False
+        self.waiting = False
+        if self.armed:
+            self.armed = False
             self.alarm.cancel()
+
+    async def _send(self, event: Event) -> None:
+        """`send` to the TCP server when the keep-alive clock is kept here: Updated events stay here."""
+        if type(event) is not Updated:
+            await self.server_send(event)
+        elif event.idle:
+            self._keep_alive_start()
+        else:
+            self._keep_alive_stop()
+            if self.server_idle:  # the first request: stop the task Hypercorn started at accept
+                self.server_idle = False
+                await self.server_send(event)
+
+    def _keep_alive_start(self) -> None:
+        registry = self.registry
+        if registry is None or self.closed:
+            return
+        registry.idle.add(self)
+        self.keep_alive_armed = True
+        # Already stopping: at once, as Hypercorn's idle task would.
+        timeout = 0.0 if registry.is_set() else self.config.keep_alive_timeout
+        self.keep_alive.set(timeout, self._idle_close)
+
+    def _keep_alive_stop(self) -> None:
+        if self.registry is not None and self.keep_alive_armed:
+            self.keep_alive_armed = False
+            self.keep_alive.cancel()
+            self.registry.idle.discard(self)
+
+    def worker_stopping(self) -> None:
+        """The worker stops (`terminated` is set): close this idle connection now."""
+        if self.keep_alive_armed:
+            self.keep_alive.set(0.0, self._idle_close)
+
+    async def _idle_close(self) -> None:
+        """keep_alive_timeout passed with no request, or the worker stops: as Hypercorn's `_idle_timeout`."""
+        if self.registry is not None:
+            self.registry.idle.discard(self)
+        self.keep_alive_armed = False
+        if self.closed:
+            return
+        await self.handle(Closed())
+        await self.server_send(Closed())
 
     async def _head_timed_out(self) -> None:
         if not self.waiting or self.closed:

@@ -75,6 +75,7 @@ class StaticApp:
         self.root = Root(root, small_file)
         self.api = api
         self.api_prefix = _normal_prefix(api_prefix)
+        self._prefix = self.api_prefix.encode()  # b"" when there is no API prefix
         self.files = FileCache(cache_bytes)
         self.resources: ResourceCache[Resource] = ResourceCache()
         self.recheck = recheck
@@ -84,27 +85,27 @@ class StaticApp:
         if scope["type"] != "http":
             await self._not_http(scope, receive, send)
             return
-        if self._is_api(scope):
+        raw = raw_path(scope)
+        if self._prefix and match_prefix(raw, self._prefix) is not None:
             await self._api(scope, receive, send)
             return
         if self.metrics is not None:
-            await self._counted(scope, receive, send, self.metrics)
+            await self._counted(raw, scope, receive, send, self.metrics)
             return
-        await self._files(scope, receive, send)
+        await self._files(raw, scope, receive, send)
 
-    async def _files(self, scope: Scope, receive: Receive, send: Send) -> bool | None:
+    async def _files(self, raw: bytes, scope: Scope, receive: Receive, send: Send) -> bool | None:
         """Answer a request for a file; True when the resource cache answered it, False or None when not."""
         if scope["method"] not in ("GET", "HEAD"):
             await send_json(send, 405, {"error": "method not allowed"}, ALLOW)
             return None
-        raw = raw_path(scope)
         resource = self.resources.get(raw)
         if resource is not None and await self._serve(raw, resource, scope, receive, send):
             return True
         await self._resolve(raw, scope, receive, send)
         return False
 
-    async def _counted(self, scope: Scope, receive: Receive, send: Send, metrics: StaticMetrics) -> None:
+    async def _counted(self, raw: bytes, scope: Scope, receive: Receive, send: Send, metrics: StaticMetrics) -> None:
         """`_files`, watching what is sent: the status, the body bytes, and whether the cache answered."""
         status = 0
         sent = 0
@@ -118,7 +119,7 @@ class StaticApp:
             await send(message)
 
         try:
-            hit = await self._files(scope, receive, counting_send)
+            hit = await self._files(raw, scope, receive, counting_send)
         finally:
             metrics.response(status, sent)
         if hit is not None:
@@ -126,10 +127,7 @@ class StaticApp:
 
     def _is_api(self, scope: Scope) -> bool:
         """On whole, percent-decoded segments of the raw path, as the gateway matches its prefixes."""
-        if not self.api_prefix:
-            return False
-        raw = raw_path(scope)
-        return match_prefix(raw, self.api_prefix.encode()) is not None
+        return bool(self._prefix) and match_prefix(raw_path(scope), self._prefix) is not None
 
     async def _api(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.api is None:
@@ -156,8 +154,13 @@ class StaticApp:
         if now - resource.checked > self.recheck:
             self.resources.put(raw, replace(resource, checked=now))  # others keep using it meanwhile
             return False
-        wanted = {name: value for name, value in scope["headers"] if name in _WANTED}
-        accept_encoding = wanted.pop(b"accept-encoding", None)
+        wanted: dict[bytes, bytes] | None = None  # most requests have none of these headers
+        for name, value in scope["headers"]:
+            if name in _WANTED:
+                if wanted is None:
+                    wanted = {}
+                wanted[name] = value
+        accept_encoding = None if wanted is None else wanted.pop(b"accept-encoding", None)
         variant = resource.identity
         if resource.encodings:
             variant = resource.pick(self._choose(accept_encoding, resource.encodings))
@@ -171,6 +174,11 @@ class StaticApp:
         if variant.small and body is None:
             return False
         head = scope["method"] == "HEAD"
+        if not wanted and body is not None and not head:
+            # The common case, what send_variant does for it: the whole small body, from memory.
+            await send({"type": "http.response.start", "status": 200, "headers": variant.full})
+            await send({"type": "http.response.body", "body": body})
+            return True
         outcome = FULL
         if wanted:  # any validator or Range left: the rare case, decided by conditional.py
             outcome = evaluate(

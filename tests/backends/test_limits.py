@@ -219,6 +219,19 @@ def test_keep_alive_clock_stops_at_a_requests_first_byte(serve: Serve, backend: 
     started.close()
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_keep_alive_clock_runs_again_after_each_response(serve: Serve, backend: str) -> None:
+    """Between requests too, `keep_alive_timeout` closes a connection that sends nothing more."""
+    server = serve(backend, qkhyper="header_timeout = 60", top="keep_alive_timeout = 1")
+    sock = connect(server.port)
+    sock.sendall(b"GET /scope HTTP/1.1\r\nHost: a\r\n\r\n")
+    read_head(sock)
+    sock.sendall(b"GET /scope HTTP/1.1\r\nHost: a\r\n\r\n")  # a second one on the same connection
+    rest = read_to_close(sock)
+    assert statuses(rest) == [200], rest[:200]
+    sock.close()
+
+
 @pytest.mark.parametrize("backend", ["hypercorn", "uvicorn"])
 def test_static_closes_after_content_length_with_transfer_encoding(
     run_qkhyper: type[Qkhyper], tmp_path: Path, backend: str
