@@ -211,28 +211,44 @@ class ResponseBody:
         return UpstreamIdleTimeout(f"upstream sent nothing for {self.idle:g} s in the middle of the body")
 
     async def _relay(self) -> None:
+        event = await self._next()
+        if isinstance(event, h11.EndOfMessage):
+            await self.end()
+            await self.send({"type": "http.response.body", "body": b""})
+            return
+        assert isinstance(event, h11.Data)
+        after = self.conn.peek()
+        if isinstance(after, h11.EndOfMessage):  # the whole body at once (most small responses): no deadline
+            await self.end()
+            await self.send({"type": "http.response.body", "body": event.data})
+            return
         deadline = SendDeadline(self.send_timeout)
         with deadline.scope:
-            await self._relay_chunks(deadline)
+            await self._relay_chunks(event, after, deadline)
         if deadline.expired:
             raise self._client_too_slow()
 
-    async def _relay_chunks(self, deadline: SendDeadline) -> None:
+    async def _relay_chunks(
+        self, event: h11.Data, after: h11.Event | type[h11.NEED_DATA], deadline: SendDeadline
+    ) -> None:
+        """From a chunk that is not the last (`after` is what follows it, if it came already) to the end."""
         conn = self.conn
-        event = await self._next()
-        while not isinstance(event, h11.EndOfMessage):
-            assert isinstance(event, h11.Data)
+        while True:
+            deadline.arm()  # within send_timeout: the connection is still held meanwhile
+            await self.send({"type": "http.response.body", "body": event.data, "more_body": True})
+            deadline.disarm()
+            following = await self._wait() if after is h11.NEED_DATA else after
+            if isinstance(following, h11.EndOfMessage):
+                await self.end()
+                await self.send({"type": "http.response.body", "body": b""})
+                return
+            assert isinstance(following, h11.Data)
+            event = following
             after = conn.peek()
             if isinstance(after, h11.EndOfMessage):
                 await self.end()
                 await self.send({"type": "http.response.body", "body": event.data})
                 return
-            deadline.arm()  # within send_timeout: the connection is still held meanwhile
-            await self.send({"type": "http.response.body", "body": event.data, "more_body": True})
-            deadline.disarm()
-            event = await self._wait() if after is h11.NEED_DATA else after  # type: ignore[assignment]
-        await self.end()
-        await self.send({"type": "http.response.body", "body": b""})
 
     async def send_more(self, data: bytes) -> None:
         """One chunk that is not the last, within send_timeout (a docs page too big to edit, for one)."""
