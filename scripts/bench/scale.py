@@ -214,6 +214,16 @@ def parse_head(head: bytes) -> tuple[int, dict[str, str]]:
     return status, headers
 
 
+def take_head(buf: bytearray) -> tuple[int, dict[str, str]] | None:
+    """A complete response head taken off the front of `buf` (status, headers), or None while incomplete."""
+    end = buf.find(b"\r\n\r\n")
+    if end < 0:
+        return None
+    head = parse_head(bytes(buf[: end + 4]))
+    del buf[: end + 4]
+    return head
+
+
 async def read_response(reader: asyncio.StreamReader) -> tuple[int, dict[str, str]]:
     """One whole response (Content-Length or chunked body, which is read and dropped)."""
     status, headers = parse_head(await reader.readuntil(b"\r\n\r\n"))
@@ -354,11 +364,10 @@ class WSClient(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self.buf += data
         if not self.upgraded:
-            end = self.buf.find(b"\r\n\r\n")
-            if end < 0:
+            head = take_head(self.buf)
+            if head is None:
                 return
-            status, _ = parse_head(bytes(self.buf[: end + 4]))
-            del self.buf[: end + 4]
+            status, _ = head
             if status != 101:
                 self.fail(f"handshake status {status}")
                 return
@@ -474,11 +483,10 @@ class SSEClient(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self.raw += data
         if not self.head:
-            end = self.raw.find(b"\r\n\r\n")
-            if end < 0:
+            head = take_head(self.raw)
+            if head is None:
                 return
-            status, headers = parse_head(bytes(self.raw[: end + 4]))
-            del self.raw[: end + 4]
+            status, headers = head
             if status != 200:
                 self.ready.set_exception(ValueError(f"status {status}"))
                 self.close()
