@@ -15,8 +15,7 @@ import logging
 import math
 
 import anyio
-from wsproto import WSConnection
-from wsproto.connection import ConnectionState
+from wsproto.connection import Connection, ConnectionState
 from wsproto.events import (
     BytesMessage,
     CloseConnection,
@@ -68,6 +67,11 @@ def _stuck(deadline: SendDeadline) -> _Stuck | None:
 class Bridge:
     """The open session: client messages go upstream, upstream messages come back, until one side closes.
 
+    `ws` is wsproto's frame-level `Connection` (the `connection` of the
+    `WSConnection` that did the handshake), not the `WSConnection` itself:
+    that one keeps its handshake, h11 connection included, for the whole
+    session, and asks it for events on every read (issue 13, `scale-ws`).
+
     Every send, either way, has `send_timeout`: a peer that stops reading ends
     the session (the other side is told 1011, or 1001 when it is the upstream)
     instead of holding messages and both sockets for ever.
@@ -78,7 +82,7 @@ class Bridge:
         receive: Receive,
         send: Send,
         stream: NetworkStream,
-        ws: WSConnection,
+        ws: Connection,
         max_message: int,
         send_timeout: float,
         line: SessionLine,

@@ -143,7 +143,10 @@ class WebSocketProxy:
                 accept["headers"] = [(REQUEST_ID, request_id)]  # the server adds them to its 101 (ASGI spec 2.1)
             await send(accept)
             line.status = 101
-            await self._bridge(Bridge(receive, send, stream, ws, self.max_message, self.send_timeout, line))
+            assert ws.connection is not None  # accepted: the handshake made the frame-level connection
+            bridge = Bridge(receive, send, stream, ws.connection, self.max_message, self.send_timeout, line)
+            del ws, request, answer  # the handshake is done with: its h11 state need not live as long as the session
+            await self._bridge(bridge)
         finally:
             await conn.aclose()  # shielded; the pool counts it closed
 
