@@ -36,6 +36,58 @@ OVERRIDES = {
 }
 
 
+class HeadHolder:
+    """The transport a response cycle writes to: the first write of each response waits for the next.
+
+    uvicorn writes a response's head and its body in two `write` calls, and
+    on uvloop each is a `send()` system call: for a small response, a third
+    of a gateway worker's time (py-spy, issue 13). Here the first write of
+    each cycle (the head, or a `100 Continue`) is held until the next write,
+    and both go out in one `writelines` (one vectored send), or, when the
+    app writes nothing more in this turn of the event loop (a stream whose
+    first chunk comes later), on its own at the start of the next turn. Every
+    other call goes to the transport, and `close` sends what is held first.
+    """
+
+    __slots__ = ("held", "hold_next", "loop", "transport")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self.transport = transport
+        self.loop = loop
+        self.held: bytes | None = None
+        self.hold_next = False
+
+    def expect_response(self) -> None:
+        """A new cycle begins: hold its first write."""
+        self.hold_next = True
+
+    def write(self, data: bytes) -> None:
+        held = self.held
+        if held is not None:
+            self.held = None
+            self.transport.writelines((held, data))
+        elif self.hold_next:
+            self.hold_next = False
+            self.held = bytes(data)
+            self.loop.call_soon(self.flush)
+        else:
+            self.transport.write(data)
+
+    def flush(self) -> None:
+        held = self.held
+        if held is not None:
+            self.held = None
+            if not self.transport.is_closing():
+                self.transport.write(held)
+
+    def close(self) -> None:
+        self.flush()
+        self.transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.transport, name)
+
+
 class Refused(Exception):
     """Raised in a parser callback; httptools re-raises it as a parser error, and uvicorn answers it."""
 
@@ -50,9 +102,11 @@ class EdgeHttpToolsProtocol(HttpToolsProtocol):
         self.head_begun = False  # a byte of the next request was parsed
         self.refusal: tuple[int, str] | None = None  # what send_400_response should say instead
         self.head_clock = HeadClock(self.loop, self.limits.header_timeout, self._head_timed_out)
+        self.holder: HeadHolder | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self.holder = HeadHolder(transport, self.loop)
         start_clocks_at_accept(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -90,7 +144,11 @@ class EdgeHttpToolsProtocol(HttpToolsProtocol):
         if problem is not None:
             self.refusal = (400, problem)
             raise Refused(problem)
+        cycle = self.cycle
         super().on_headers_complete()
+        if self.cycle is not cycle and self.cycle is not None and self.holder is not None:
+            self.holder.expect_response()
+            self.cycle.transport = self.holder  # type: ignore[assignment]  # the transport's interface, held heads
         if not self.url.startswith(b"/") and "raw_path" in self.scope:
             # Absolute-form (or `*`): the whole target, as h11 passes it, so apps
             # and the gateway see what was asked for (the query is already split off).
