@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import uvicorn
@@ -103,15 +104,28 @@ async def uvicorn_exchange(base: type[asyncio.Protocol], limits: EdgeLimits, *ch
     return bytes(transport.written)
 
 
+def hypercorn_protocol(
+    limits: EdgeLimits,
+    config: Config,
+    context: WorkerContext,
+    task_group: TaskGroup,
+    send: Callable[[Event], Awaitable[None]],
+) -> EdgeH11Protocol:
+    """qkhyper's Hypercorn protocol bound to `limits`, serving `echo`, as Hypercorn's TCP server builds one."""
+
+    class Configured(EdgeH11Protocol):
+        edge = Edge(limits, AsyncioAlarm)
+
+    peer, local = ("127.0.0.1", 40000), ("127.0.0.1", 8000)
+    state = ConnectionState({})
+    return Configured(ASGIWrapper(echo), config, context, task_group, state, False, peer, local, send)
+
+
 async def hypercorn_exchange(limits: EdgeLimits, *chunks: bytes, record: list[Event] | None = None) -> bytes:
     """The same with qkhyper's Hypercorn protocol: returns all it sent until it asked for a close.
 
     `record`, if given, receives every event the protocol sent to its server.
     """
-
-    class Configured(EdgeH11Protocol):
-        edge = Edge(limits, AsyncioAlarm)
-
     config = Config()
     config.h11_max_incomplete_size = limits.max_header_size
     written = bytearray()
@@ -126,11 +140,7 @@ async def hypercorn_exchange(limits: EdgeLimits, *chunks: bytes, record: list[Ev
             closed.set()
 
     async with TaskGroup(asyncio.get_running_loop()) as task_group:
-        peer, local = ("127.0.0.1", 40000), ("127.0.0.1", 8000)
-        state = ConnectionState({})
-        protocol = Configured(
-            ASGIWrapper(echo), config, WorkerContext(None), task_group, state, False, peer, local, send
-        )
+        protocol = hypercorn_protocol(limits, config, WorkerContext(None), task_group, send)
         await protocol.initiate()
         try:
             for chunk in chunks:

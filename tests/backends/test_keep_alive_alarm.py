@@ -11,19 +11,19 @@ from __future__ import annotations
 
 import asyncio
 
-from hypercorn.app_wrappers import ASGIWrapper
 from hypercorn.asyncio.task_group import TaskGroup
 from hypercorn.asyncio.worker_context import EventWrapper, WorkerContext
 from hypercorn.config import Config
 from hypercorn.events import Closed, Event, RawData, Updated
-from hypercorn.typing import ConnectionState
 
-from qkhyper.backends.hypercorn import AsyncioAlarm
-from qkhyper.backends.hypercorn_h11 import Edge, EdgeH11Protocol
+from qkhyper.backends.hypercorn_h11 import EdgeH11Protocol
 from qkhyper.config.model import EdgeLimits
-from tests.backends.harness import DEADLINE, echo, statuses
+from tests.backends.harness import DEADLINE, hypercorn_protocol, statuses
 
 REQUEST = b"GET /a HTTP/1.1\r\nHost: a\r\n\r\n"
+# No header timeout within a test's time: it would close a waiting connection too, and hide what the
+# keep-alive clock does (or fails to do).
+LIMITS = EdgeLimits(header_timeout=3600.0)
 
 
 class Stopping(EventWrapper):
@@ -44,9 +44,6 @@ async def exchange(
 ) -> tuple[bytes, list[Event], bool]:
     """Feed `chunks`; then stop the worker if asked. Returns the output, the events sent, and whether it closed."""
 
-    class Configured(EdgeH11Protocol):
-        edge = Edge(EdgeLimits(), AsyncioAlarm)
-
     config = Config()
     config.keep_alive_timeout = keep_alive
     context = WorkerContext(None)
@@ -63,14 +60,28 @@ async def exchange(
         elif isinstance(event, Closed):
             closed.set()
 
+    async def idle_after(count: int, protocol: EdgeH11Protocol) -> None:
+        """Until `count` responses were sent and the connection waits for the next request, within DEADLINE.
+
+        Waiting: the protocol's keep-alive alarm is armed (with the registry), or
+        Hypercorn was told `Updated(idle=True)` once per response (without).
+        """
+
+        def idle() -> bool:
+            if registry:
+                return protocol in context.terminated.idle  # type: ignore[attr-defined]
+            return updates(events).count(True) >= count
+
+        async with asyncio.timeout(DEADLINE):
+            while len(statuses(bytes(written))) < count or not idle():
+                await asyncio.sleep(0)  # lets the app's task and the protocol run
+
     async with TaskGroup(asyncio.get_running_loop()) as task_group:
-        protocol = Configured(
-            ASGIWrapper(echo), config, context, task_group, ConnectionState({}), False, ("a", 1), ("b", 2), send
-        )
+        protocol = hypercorn_protocol(LIMITS, config, context, task_group, send)
         await protocol.initiate()
-        for chunk in chunks:
+        for sent, chunk in enumerate(chunks, 1):
             await protocol.handle(RawData(chunk))
-            await asyncio.sleep(0.01)  # the app's task answers
+            await idle_after(sent, protocol)  # answered, and waiting for the next request
         if stop:
             await context.terminated.set()
         try:
