@@ -118,34 +118,34 @@ def raise_nofile() -> int:
     return soft
 
 
-def tree_rss_kb(pid: int) -> int:
-    """Resident memory of a process and all its descendants, in KiB."""
-    total = 0
-    try:
-        root = psutil.Process(pid)
-        procs = [root, *root.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return 0
-    for proc in procs:
-        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
-            total += proc.memory_info().rss
-    return total // 1024
-
-
-def tree_cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process and its living descendants: a server near 100 % of one core is
-    saturated, which explains long round trips better than a guess."""
-    total = 0.0
+def tree_sum(pid: int, measure: Callable[[psutil.Process], float]) -> float:
+    """`measure` summed over a process and its living descendants (0 once it is gone)."""
     try:
         root = psutil.Process(pid)
         procs = [root, *root.children(recursive=True)]
     except psutil.NoSuchProcess:
         return 0.0
+    total = 0.0
     for proc in procs:
         with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
-            times = proc.cpu_times()
-            total += times.user + times.system
+            total += measure(proc)
     return total
+
+
+def tree_rss_kb(pid: int) -> int:
+    """Resident memory of a process and all its descendants, in KiB."""
+    return int(tree_sum(pid, lambda proc: proc.memory_info().rss)) // 1024
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and its living descendants: a server near 100 % of one core is
+    saturated, which explains long round trips better than a guess."""
+
+    def cpu(proc: psutil.Process) -> float:
+        times = proc.cpu_times()
+        return float(times.user + times.system)
+
+    return tree_sum(pid, cpu)
 
 
 def verdict(scale: Scale, ours: Outcome) -> tuple[bool, list[str]]:
