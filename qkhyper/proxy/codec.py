@@ -159,7 +159,6 @@ class HttptoolsCodec:
         "_error",
         "_events",
         "_fed",
-        "_final",
         "_head_only",
         "_headers",
         "_keep_alive",
@@ -189,7 +188,6 @@ class HttptoolsCodec:
         self._headers: list[tuple[bytes, bytes, bytes]] = []
         self._reason = b""
         self._fed = 0  # bytes of the current head fed so far (MAX_HEAD)
-        self._final = False  # the final (non-1xx) head is complete
         self._keep_alive = True
         self._chunked = False
         self._close = False  # Connection: close
@@ -200,7 +198,7 @@ class HttptoolsCodec:
         self._pending = b""  # HEAD only: bytes not fed yet (beyond the end of a head)
         self._chunked_out = False
         self._length_left = 0
-        self.in_head = True
+        self.in_head = True  # until the final (non-1xx) head is complete
         self.done = False  # the response ended
         self.failed = False
         self.sent_end = False
@@ -264,7 +262,7 @@ class HttptoolsCodec:
     def _feed_heads(self, data: bytes) -> None:
         """HEAD: feed each head up to its blank line, never past the final one."""
         pending = self._pending + data
-        while not self._final and self._error is None:
+        while self.in_head and self._error is None:
             end = pending.find(b"\r\n\r\n")
             if end < 0:
                 if len(pending) > self._max_head:
@@ -274,7 +272,7 @@ class HttptoolsCodec:
             self._feed(pending[: end + 4])
             pending = pending[end + 4 :]
         self._pending = b""
-        if self._final and self._error is None and not self.done:
+        if not self.in_head and self._error is None and not self.done:
             self._finish()
         if pending:
             self._trailing = True
@@ -296,7 +294,7 @@ class HttptoolsCodec:
         return h11.NEED_DATA
 
     def awaiting_head(self) -> bool:
-        return not self._final
+        return self.in_head
 
     def reusable(self) -> bool:
         return (
@@ -308,7 +306,6 @@ class HttptoolsCodec:
             and not self._trailing
             and not self.failed
             and self._error is None
-            and not self._pending
         )
 
     def start_next_cycle(self) -> None:
@@ -361,7 +358,6 @@ class HttptoolsCodec:
             self._chunked, self._length = False, None
             self._fed = 0
             return
-        self._final = True
         self.in_head = False
         version = b"1.1" if parser.get_http_version() == "1.1" else b"1.0"
         # llhttp counts a head without length as a body until the close; after HEAD there is no body.
