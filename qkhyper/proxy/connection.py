@@ -80,11 +80,7 @@ class UpstreamConnection:
             UpstreamClosed: the connection broke; nothing more can be sent.
             BadRequest: the body is longer than the head's Content-Length.
         """
-        try:
-            wire = self.codec.body(data)
-        except h11.LocalProtocolError as exc:  # the ASGI server delivered a body its head did not announce
-            raise self._failed(BadRequest(f"request body does not match its Content-Length: {exc}")) from None
-        await self._write(wire)
+        await self._write(self._framed(data))
 
     async def send_end(self) -> None:
         """End the request body.
@@ -93,11 +89,14 @@ class UpstreamConnection:
             UpstreamClosed: the connection broke.
             BadRequest: the body is shorter than the head's Content-Length.
         """
+        await self._write(self._framed(None))
+
+    def _framed(self, data: bytes | None) -> bytes:
+        """The codec's bytes for a body chunk, or for the body's end (None)."""
         try:
-            wire = self.codec.end()
-        except h11.LocalProtocolError as exc:
+            return self.codec.end() if data is None else self.codec.body(data)
+        except h11.LocalProtocolError as exc:  # the ASGI server delivered a body its head did not announce
             raise self._failed(BadRequest(f"request body does not match its Content-Length: {exc}")) from None
-        await self._write(wire)
 
     async def _write(self, data: bytes) -> None:
         if not data:
